@@ -1,0 +1,108 @@
+//! Authentication: password hashing, access tokens, and the extractors that state each
+//! handler's role requirement in its signature.
+
+pub mod password;
+pub mod tokens;
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use password::PasswordHasher;
+pub use tokens::{Claims, TokenKeys};
+
+/// A caller with a valid access token.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub id: i64,
+    pub roles: Vec<String>,
+}
+
+impl AuthUser {
+    /// Whether the caller has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|held| held == role)
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::unauthorized("malformed authorization header"))?;
+        let claims = state
+            .tokens
+            .verify(token)
+            .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
+        let id = claims
+            .sub
+            .parse()
+            .map_err(|_| ApiError::unauthorized("invalid token subject"))?;
+        Ok(AuthUser {
+            id,
+            roles: claims.roles,
+        })
+    }
+}
+
+/// A role a handler can require.
+pub trait RoleName {
+    const NAME: &'static str;
+}
+
+/// The `seller` role.
+#[derive(Debug)]
+pub struct SellerRole;
+impl RoleName for SellerRole {
+    const NAME: &'static str = "seller";
+}
+
+/// The `admin` role.
+#[derive(Debug)]
+pub struct AdminRole;
+impl RoleName for AdminRole {
+    const NAME: &'static str = "admin";
+}
+
+/// A caller holding role `R`: 401 without a valid token, 403 without the role.
+#[derive(Debug)]
+pub struct Require<R: RoleName> {
+    pub user: AuthUser,
+    role: PhantomData<R>,
+}
+
+/// A caller with the `seller` role.
+pub type Seller = Require<SellerRole>;
+/// A caller with the `admin` role.
+pub type Admin = Require<AdminRole>;
+
+impl<R: RoleName> FromRequestParts<AppState> for Require<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !user.has_role(R::NAME) {
+            return Err(ApiError::forbidden(format!(
+                "requires the {} role",
+                R::NAME
+            )));
+        }
+        Ok(Require {
+            user,
+            role: PhantomData,
+        })
+    }
+}

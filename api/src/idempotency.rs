@@ -1,0 +1,145 @@
+//! `Idempotency-Key` handling.
+//!
+//! Requests with the same user and key that arrive while the first is running wait for its
+//! answer and get that same answer (coalesced in memory, so 50 simultaneous retries are one
+//! purchase). Later repeats find the key in the store, written in the same transaction as the
+//! order, and get the same order back. A key reused with a different request is refused with
+//! 422 `idempotency_mismatch`. Rejections (409s) are not stored: a later repeat is decided again.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+use hurry_engine::domain::IdempotencyKey;
+use hurry_persistence::{IdempotencyEntry, OrderRecord, Store};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+
+type Outcome = Result<OrderRecord, ApiError>;
+
+struct Running {
+    request_hash: String,
+    answer: watch::Receiver<Option<Outcome>>,
+}
+
+/// Requests in flight by `(user id, key)`.
+#[derive(Default)]
+pub struct Coalescer {
+    running: DashMap<(i64, String), Running>,
+}
+
+/// The hash that tells two requests under one key apart.
+pub fn request_hash(canonical: &str) -> String {
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+fn mismatch() -> ApiError {
+    ApiError::new(
+        "idempotency_mismatch",
+        "this idempotency key was used with a different request",
+    )
+}
+
+impl Coalescer {
+    /// Runs `work` at most once per `(user_id, key)`; `work` gets the entry to store with the
+    /// order. Without a key it simply runs.
+    pub async fn run<F, Fut>(
+        &self,
+        store: &Arc<dyn Store>,
+        user_id: i64,
+        key: Option<IdempotencyKey>,
+        canonical_request: &str,
+        work: F,
+    ) -> Outcome
+    where
+        F: FnOnce(Option<IdempotencyEntry>) -> Fut,
+        Fut: Future<Output = Outcome>,
+    {
+        let Some(key) = key else {
+            return work(None).await;
+        };
+        let request_hash = request_hash(canonical_request);
+        let map_key = (user_id, key.as_str().to_owned());
+        let mut work = Some(work);
+        loop {
+            let sender = match self.running.entry(map_key.clone()) {
+                Entry::Occupied(running) => {
+                    if running.get().request_hash != request_hash {
+                        return Err(mismatch());
+                    }
+                    let mut answer = running.get().answer.clone();
+                    drop(running);
+                    let outcome = match answer.wait_for(Option::is_some).await {
+                        Ok(outcome) => outcome.clone(),
+                        // The first request was abandoned: take its place.
+                        Err(_) => continue,
+                    };
+                    return outcome.unwrap_or_else(|| Err(mismatch()));
+                }
+                Entry::Vacant(vacant) => {
+                    let (sender, answer) = watch::channel(None);
+                    vacant.insert(Running {
+                        request_hash: request_hash.clone(),
+                        answer,
+                    });
+                    sender
+                }
+            };
+            let _leave = Leave {
+                map: &self.running,
+                key: &map_key,
+            };
+            let work = work
+                .take()
+                .expect("work runs once: the leader returns below");
+            let outcome = lead(store, user_id, &key, &request_hash, work).await;
+            let _ = sender.send(Some(outcome.clone()));
+            return outcome;
+        }
+    }
+}
+
+async fn lead<F, Fut>(
+    store: &Arc<dyn Store>,
+    user_id: i64,
+    key: &IdempotencyKey,
+    request_hash: &str,
+    work: F,
+) -> Outcome
+where
+    F: FnOnce(Option<IdempotencyEntry>) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    if let Some(stored) = store.idempotency_record(user_id, key.as_str()).await? {
+        if stored.request_hash != request_hash {
+            return Err(mismatch());
+        }
+        let order_id = stored
+            .order_id
+            .ok_or_else(|| ApiError::new("unavailable", "stored answer has no order"))?;
+        return store
+            .order_by_id(order_id)
+            .await?
+            .ok_or_else(|| ApiError::new("unavailable", "stored order is missing"));
+    }
+    work(Some(IdempotencyEntry {
+        key: key.as_str().to_owned(),
+        request_hash: request_hash.to_owned(),
+    }))
+    .await
+}
+
+/// Removes a running entry when its leader finishes or is dropped.
+struct Leave<'a> {
+    map: &'a DashMap<(i64, String), Running>,
+    key: &'a (i64, String),
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.map.remove(self.key);
+    }
+}

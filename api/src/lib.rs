@@ -1,0 +1,24 @@
+//! The HTTP API of Hurry Up Order and the `hurry` binary's library.
+//!
+//! `main.rs` parses arguments, loads [`settings::Settings`], and runs a
+//! [`startup::Application`]. Modules:
+//! - [`settings`]: layered configuration.
+//! - [`startup`]: building the store, engine and router; serving.
+//! - [`routes`]: one module per resource, merged in [`routes::router`].
+//! - [`auth`]: password hashing, access tokens, role extractors.
+//! - [`extract`]: extractors whose rejections use the error schema.
+//! - [`error`]: [`error::ApiError`] and the code → status mapping.
+//! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
+//! - [`views`]: JSON answer shapes.
+//! - [`telemetry`]: logs and metrics.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod views;

@@ -1,0 +1,51 @@
+//! `hurry`: the Hurry Up Order server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use hurry_api::settings::Settings;
+use hurry_api::startup::Application;
+use hurry_api::telemetry;
+
+#[derive(Parser)]
+#[command(
+    name = "hurry",
+    version,
+    about = "Hurry Up Order: a flash-sale commerce engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the shop (the default command).
+    Serve {
+        /// Address to listen on (overrides http.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// A TOML file layered over the built-in configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let (listen, config) = match cli.command {
+        Some(Command::Serve { listen, config }) => (listen, config),
+        None => (None, None),
+    };
+    let mut settings = Settings::load(config.as_deref(), &[])?;
+    if let Some(listen) = listen {
+        settings.http.listen = listen;
+    }
+    telemetry::init_logging(&settings.log);
+    let app = Application::build(settings).await?;
+    tracing::info!(addr = %app.local_addr(), "hurry up order is ready");
+    app.run_until_stopped().await?;
+    Ok(())
+}

@@ -1,0 +1,262 @@
+//! `/auth/signup`, `/auth/login` and role grants.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use hurry_persistence::{NewUser, StoreError};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Admin;
+use crate::error::{ApiError, FieldError};
+use crate::extract::{ApiJson, ApiPath};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/signup", post(signup))
+        .route("/auth/login", post(login))
+        .route("/admin/users/{id}/roles", post(grant_roles))
+}
+
+#[derive(Deserialize)]
+struct SignupBody {
+    email: String,
+    password: String,
+    name: String,
+    phone: Option<String>,
+    address: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SignupAnswer {
+    user_id: i64,
+    email: String,
+    email_verified: bool,
+}
+
+/// Lowercased, trimmed email if it looks like one.
+pub fn normalise_email(email: &str) -> Option<String> {
+    let email = email.trim().to_ascii_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let valid = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@');
+    valid.then_some(email)
+}
+
+fn check_password(password: &str, details: &mut Vec<FieldError>) {
+    let length = password.chars().count();
+    if !(8..=128).contains(&length) {
+        details.push(FieldError::new("password", "must be 8 to 128 characters"));
+    }
+}
+
+fn check_text(field: &str, value: Option<&str>, max: usize, details: &mut Vec<FieldError>) {
+    if let Some(value) = value {
+        if value.chars().count() > max || value.chars().any(char::is_control) {
+            details.push(FieldError::new(
+                field,
+                format!("must be at most {max} characters without control characters"),
+            ));
+        }
+    }
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignupBody>,
+) -> Result<(StatusCode, Json<SignupAnswer>), ApiError> {
+    let mut details = Vec::new();
+    let email = normalise_email(&body.email);
+    if email.is_none() {
+        details.push(FieldError::new("email", "must be an email address"));
+    }
+    check_password(&body.password, &mut details);
+    if body.name.trim().is_empty() {
+        details.push(FieldError::new("name", "must not be empty"));
+    }
+    check_text("name", Some(&body.name), 100, &mut details);
+    check_text("phone", body.phone.as_deref(), 32, &mut details);
+    check_text("address", body.address.as_deref(), 500, &mut details);
+    let Some(email) = email.filter(|_| details.is_empty()) else {
+        return Err(ApiError::validation(details));
+    };
+    let password_hash = state
+        .passwords
+        .hash(body.password)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    let verified = !state.settings.auth.require_email_verification;
+    let user = NewUser {
+        email,
+        password_hash,
+        name: body.name.trim().to_owned(),
+        phone: body.phone,
+        address: body.address,
+        email_verified: verified,
+        extra_roles: Vec::new(),
+    };
+    let created = state
+        .store
+        .create_user(&user)
+        .await
+        .map_err(|err| match err {
+            StoreError::Conflict { .. } => {
+                ApiError::new("email_taken", "this email is already registered")
+            }
+            other => other.into(),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupAnswer {
+            user_id: created.id,
+            email: created.email,
+            email_verified: created.email_verified,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct LoginAnswer {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Json<LoginAnswer>, ApiError> {
+    let user = match normalise_email(&body.email) {
+        Some(email) => state.store.user_by_email(&email).await?,
+        None => None,
+    };
+    let stored = user.as_ref().map(|user| user.password_hash.clone());
+    let matches = state
+        .passwords
+        .verify(body.password, stored)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    let user = match user {
+        Some(user) if matches => user,
+        _ => {
+            return Err(ApiError::new(
+                "invalid_credentials",
+                "email or password is wrong",
+            ))
+        }
+    };
+    if state.settings.auth.require_email_verification && !user.email_verified {
+        return Err(ApiError::new(
+            "email_not_verified",
+            "verify your email first",
+        ));
+    }
+    let access_token = state
+        .tokens
+        .issue(user.id, &user.roles)
+        .map_err(|err| ApiError::internal(&err))?;
+    Ok(Json(LoginAnswer {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.tokens.ttl_secs,
+    }))
+}
+
+#[derive(Deserialize)]
+struct RolesBody {
+    roles: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct RolesAnswer {
+    user_id: i64,
+    roles: Vec<String>,
+}
+
+async fn grant_roles(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(user_id): ApiPath<i64>,
+    ApiJson(body): ApiJson<RolesBody>,
+) -> Result<Json<RolesAnswer>, ApiError> {
+    const KNOWN: [&str; 3] = ["customer", "seller", "admin"];
+    if body.roles.is_empty()
+        || body
+            .roles
+            .iter()
+            .any(|role| !KNOWN.contains(&role.as_str()))
+    {
+        return Err(ApiError::invalid_field(
+            "roles",
+            "must list roles among customer, seller, admin",
+        ));
+    }
+    let roles = state
+        .store
+        .grant_roles(user_id, &body.roles)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    Ok(Json(RolesAnswer { user_id, roles }))
+}
+
+/// Creates the configured bootstrap admin when absent, or makes sure it has the admin role.
+pub async fn bootstrap_admin(state: &AppState) -> Result<(), ApiError> {
+    let admin = &state.settings.admin;
+    let password = admin.password.expose_secret();
+    if admin.email.is_empty() || password.is_empty() {
+        return Ok(());
+    }
+    let email = normalise_email(&admin.email)
+        .ok_or_else(|| ApiError::invalid_field("admin.email", "must be an email address"))?;
+    let roles = vec!["admin".to_owned(), "seller".to_owned()];
+    if let Some(existing) = state.store.user_by_email(&email).await? {
+        state.store.grant_roles(existing.id, &roles).await?;
+        return Ok(());
+    }
+    let password_hash = state
+        .passwords
+        .hash(password.to_owned())
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    let user = NewUser {
+        email,
+        password_hash,
+        name: "admin".to_owned(),
+        phone: None,
+        address: None,
+        email_verified: true,
+        extra_roles: roles,
+    };
+    match state.store.create_user(&user).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_email;
+
+    #[test]
+    fn emails_are_trimmed_lowercased_and_checked() {
+        assert_eq!(normalise_email(" A@B.co ").as_deref(), Some("a@b.co"));
+        for bad in [
+            "", "a", "a@", "@b.co", "a@b", "a@.co", "a@b.", "a b@c.co", "a@b@c.co",
+        ] {
+            assert!(normalise_email(bad).is_none(), "{bad:?} must be refused");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! One module per API resource, each with its `router()`; [`router`] merges them.
+
+pub mod admin;
+pub mod auth;
+pub mod items;
+pub mod ops;
+pub mod orders;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::telemetry;
+
+/// The whole API: `/api/v1/...`, health, readiness and metrics.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.http.body_limit_bytes;
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(items::router())
+        .merge(orders::router())
+        .merge(admin::router());
+    Router::new()
+        .nest("/api/v1", api)
+        .merge(ops::router())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new("method_not_allowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(telemetry::track_requests))
+        .layer(CatchPanicLayer::custom(|_| {
+            use axum::response::IntoResponse;
+            tracing::error!("handler panicked");
+            ApiError::new("internal_error", "internal error").into_response()
+        }))
+        .with_state(state)
+}

@@ -1,0 +1,98 @@
+//! Drop purchases and order history.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use hurry_engine::domain::Quantity;
+use hurry_engine::engine::PurchaseError;
+use serde::Deserialize;
+
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyHeader, PageQuery};
+use crate::state::AppState;
+use crate::views::{OrderView, PageRows, PageView};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/items/{id}/purchase", post(purchase))
+        .route("/orders", get(list_orders))
+        .route("/orders/{id}", get(get_order))
+}
+
+#[derive(Deserialize)]
+struct PurchaseBody {
+    quantity: i64,
+}
+
+async fn purchase(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(item_id): ApiPath<i64>,
+    IdempotencyHeader(key): IdempotencyHeader,
+    ApiJson(body): ApiJson<PurchaseBody>,
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+    let quantity = Quantity::new(body.quantity)
+        .ok_or_else(|| ApiError::invalid_field("quantity", "must be between 1 and 10000"))?;
+    let canonical = format!("POST /items/{item_id}/purchase {}", quantity.get());
+    let engine = state.engine.clone();
+    let order = state
+        .idempotency
+        .run(&state.store, user.id, key, &canonical, |entry| async {
+            match engine.purchase(item_id, user.id, quantity, entry).await {
+                Err(PurchaseError::NotServed) => Err(not_served(&state, item_id).await),
+                other => other.map_err(ApiError::from),
+            }
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(order.into())))
+}
+
+/// Why an item has no drop served here.
+async fn not_served(state: &AppState, item_id: i64) -> ApiError {
+    match state.store.item_by_id(item_id).await {
+        Ok(None) => ApiError::not_found(format!("item {item_id} not found")),
+        Ok(Some(item)) => match item.drop {
+            None => ApiError::new(
+                "not_a_drop",
+                "this item is not sold in a drop: use POST /orders",
+            ),
+            Some(drop) if drop.closes_at <= Utc::now() => {
+                ApiError::new("drop_closed", "drop is closed")
+            }
+            Some(_) => ApiError::new("unavailable", "the drop is starting"),
+        },
+        Err(err) => err.into(),
+    }
+}
+
+async fn list_orders(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<PageView<OrderView>>, ApiError> {
+    let (page, size) = query.validate()?;
+    let listing = state.store.list_orders(user.id, page, size).await?;
+    Ok(Json(PageView {
+        rows: PageRows::Orders(listing.rows.into_iter().map(OrderView::from).collect()),
+        page,
+        size,
+        total: listing.total,
+    }))
+}
+
+async fn get_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<OrderView>, ApiError> {
+    state
+        .store
+        .order_by_id(id)
+        .await?
+        .filter(|order| order.user_id == user.id)
+        .map(|order| Json(order.into()))
+        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))
+}

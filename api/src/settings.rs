@@ -1,0 +1,156 @@
+//! Typed configuration: `config/base.toml`, the mode file, an optional `--config FILE`, then
+//! `HURRY__SECTION__KEY` environment variables. The built-in files are compiled in, so the
+//! binary runs from any working directory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+const BASE: &str = include_str!("../../config/base.toml");
+const EMBEDDED: &str = include_str!("../../config/embedded.toml");
+const CLUSTER: &str = include_str!("../../config/cluster.toml");
+/// The test layer, for the test suite and tools that want cheap hashing.
+pub const TEST: &str = include_str!("../../config/test.toml");
+
+/// Every setting of the server.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub admin: AdminSettings,
+    pub auth: AuthSettings,
+    pub engine: EngineSettings,
+    pub persistence: PersistenceSettings,
+    pub rate_limit: RateLimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// Bytes.
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    /// 0: 4 for SQLite, 16 for PostgreSQL.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// Empty: embedded mode.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminSettings {
+    pub email: String,
+    pub password: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub require_email_verification: bool,
+    /// Empty: generated once and kept in the database.
+    pub jwt_secret: SecretString,
+    pub access_token_ttl_secs: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EngineSettings {
+    pub payment_timeout_secs: u64,
+    pub max_queue_per_drop: usize,
+    pub call_timeout_ms: u64,
+    pub id_block_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PersistenceSettings {
+    pub max_batch: usize,
+    /// Microseconds.
+    pub batch_window_us: u64,
+    /// 0: 1 for SQLite, 4 for PostgreSQL.
+    pub max_concurrent_commits: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `pretty` or `json`.
+    pub format: String,
+    pub filter: String,
+}
+
+impl Settings {
+    /// Loads the layers in order; `extra_layers` (TOML text) go between the mode file and
+    /// `config_file`.
+    pub fn load(
+        config_file: Option<&Path>,
+        extra_layers: &[&str],
+    ) -> Result<Self, config::ConfigError> {
+        let cluster = std::env::var("HURRY__REDIS__URL").is_ok_and(|url| !url.is_empty());
+        let mut builder = Config::builder()
+            .add_source(File::from_str(BASE, FileFormat::Toml))
+            .add_source(File::from_str(
+                if cluster { CLUSTER } else { EMBEDDED },
+                FileFormat::Toml,
+            ));
+        for layer in extra_layers {
+            builder = builder.add_source(File::from_str(layer, FileFormat::Toml));
+        }
+        if let Some(path) = config_file {
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        builder
+            .add_source(
+                Environment::with_prefix("HURRY")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+
+    /// Whether the store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        self.database.url.starts_with("postgres")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_defaults_serve_the_embedded_shop() {
+        let settings = Settings::load(None, &[]).expect("defaults load");
+        assert_eq!(settings.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.database.url, "sqlite://./data/hurry.db");
+        assert_eq!(settings.http.body_limit_bytes, 64 * 1024);
+        assert!(!settings.is_postgres());
+    }
+
+    #[test]
+    fn layers_override_earlier_ones() {
+        let settings = Settings::load(None, &[TEST, "[engine]\nmax_queue_per_drop = 7\n"])
+            .expect("layers load");
+        assert_eq!(settings.auth.argon2_memory_kib, 64);
+        assert_eq!(settings.engine.max_queue_per_drop, 7);
+        assert!(!settings.rate_limit.enabled);
+    }
+}

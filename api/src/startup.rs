@@ -1,0 +1,145 @@
+//! Building and running the application: store, engine, state, router, listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hurry_engine::writer::WriterConfig;
+use hurry_engine::{Engine, EngineConfig};
+use hurry_persistence::{Backend, ConnectOptions, Store};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::auth::{PasswordHasher, TokenKeys};
+use crate::idempotency::Coalescer;
+use crate::routes;
+use crate::settings::Settings;
+use crate::state::AppState;
+use crate::telemetry;
+
+/// A built server, bound to its address, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the store (running migrations), starts the engine, creates the bootstrap admin
+    /// and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = hurry_persistence::connect(&ConnectOptions {
+            url: settings.database.url.clone(),
+            max_connections: match settings.database.max_connections {
+                0 if settings.is_postgres() => 16,
+                0 => 4,
+                configured => configured,
+            },
+        })
+        .await
+        .with_context(|| "cannot open the database")?;
+        let state = build_state(settings, store).await?;
+        routes::auth::bootstrap_admin(&state)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot create the bootstrap admin: {err:?}"))?;
+        let listener = TcpListener::bind(state.settings.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", state.settings.http.listen))?;
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The state handlers see (tests reach the engine and the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGINT or SIGTERM, then stops the engine.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let engine = self.state.engine.clone();
+        let router = routes::router(self.state);
+        tracing::info!(addr = %self.listener.local_addr()?, "serving");
+        let served = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
+        engine.shutdown();
+        served
+    }
+}
+
+async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Result<AppState> {
+    let secret = match settings.auth.jwt_secret.expose_secret() {
+        "" => {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            store
+                .setting_or_init("jwt_secret", &hex::encode(bytes))
+                .await
+                .context("cannot read the token key")?
+        }
+        configured => configured.to_owned(),
+    };
+    let tokens = TokenKeys::new(secret.as_bytes(), settings.auth.access_token_ttl_secs);
+    let passwords = PasswordHasher::new(
+        settings.auth.argon2_memory_kib,
+        settings.auth.argon2_iterations,
+        settings.auth.argon2_parallelism,
+    )?;
+    let persistence = &settings.persistence;
+    let engine_config = EngineConfig {
+        writer: WriterConfig {
+            max_batch: persistence.max_batch.max(1),
+            window: Duration::from_micros(persistence.batch_window_us),
+            max_concurrent_commits: match persistence.max_concurrent_commits {
+                0 if store.backend() == Backend::Postgres => 4,
+                0 => 1,
+                configured => configured,
+            },
+        },
+        payment_window: chrono::Duration::seconds(
+            i64::try_from(settings.engine.payment_timeout_secs).unwrap_or(600),
+        ),
+        max_queue_per_drop: settings.engine.max_queue_per_drop,
+        call_timeout: Duration::from_millis(settings.engine.call_timeout_ms),
+        id_block_size: settings.engine.id_block_size,
+    };
+    let engine = Engine::start(store.clone(), engine_config)
+        .await
+        .context("cannot start the engine")?;
+    Ok(AppState {
+        settings: Arc::new(settings),
+        store,
+        engine: Arc::new(engine),
+        tokens: Arc::new(tokens),
+        passwords,
+        idempotency: Arc::new(Coalescer::default()),
+        metrics: telemetry::metrics_handle(),
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

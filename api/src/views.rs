@@ -1,0 +1,111 @@
+//! JSON shapes of API answers.
+
+use chrono::{DateTime, Utc};
+use hurry_persistence::{ItemRecord, OrderRecord};
+use serde::Serialize;
+
+/// An item as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct ItemView {
+    pub id: i64,
+    pub seller_id: i64,
+    pub name: String,
+    pub description: String,
+    pub price: i64,
+    pub stock_available: i64,
+    pub drop: Option<DropView>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The drop of a limited item.
+#[derive(Debug, Serialize)]
+pub struct DropView {
+    pub opens_at: DateTime<Utc>,
+    pub closes_at: DateTime<Utc>,
+    pub per_user_limit: u32,
+    pub total_units: i64,
+}
+
+impl ItemView {
+    /// The view of `item` with `stock_available` units on sale.
+    pub fn new(item: ItemRecord, stock_available: i64) -> Self {
+        Self {
+            id: item.id,
+            seller_id: item.seller_id,
+            name: item.name,
+            description: item.description,
+            price: item.price,
+            stock_available,
+            drop: item.drop.map(|drop| DropView {
+                opens_at: drop.opens_at,
+                closes_at: drop.closes_at,
+                per_user_limit: drop.per_user_limit,
+                total_units: drop.total_units,
+            }),
+            created_at: item.created_at,
+        }
+    }
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub lines: Vec<LineView>,
+    pub amount: i64,
+    pub payment_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One order line.
+#[derive(Debug, Serialize)]
+pub struct LineView {
+    pub item_id: i64,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub amount: i64,
+}
+
+impl From<OrderRecord> for OrderView {
+    fn from(order: OrderRecord) -> Self {
+        Self {
+            id: order.id,
+            user_id: order.user_id,
+            status: order.status,
+            lines: order
+                .lines
+                .into_iter()
+                .map(|line| LineView {
+                    item_id: line.item_id,
+                    quantity: line.quantity,
+                    unit_price: line.unit_price,
+                    amount: line.amount,
+                })
+                .collect(),
+            amount: order.amount,
+            payment_due_at: order.payment_due_at,
+            created_at: order.created_at,
+        }
+    }
+}
+
+/// A page of a listing.
+#[derive(Debug, Serialize)]
+pub struct PageView<T: Serialize> {
+    #[serde(flatten)]
+    pub rows: PageRows<T>,
+    pub page: u32,
+    pub size: u32,
+    pub total: u64,
+}
+
+/// The rows of a page under their collection name.
+#[derive(Debug, Serialize)]
+pub enum PageRows<T: Serialize> {
+    #[serde(rename = "items")]
+    Items(Vec<T>),
+    #[serde(rename = "orders")]
+    Orders(Vec<T>),
+}

@@ -1,0 +1,455 @@
+//! Shared test harness: `TestApp::spawn(Store::X)` starts the real server on port 0 over a fresh
+//! SQLite file or a fresh PostgreSQL database, and returns a typed HTTP client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hurry_api::settings::{Settings, TEST};
+use hurry_api::startup::Application;
+use hurry_api::state::AppState;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// Which store a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one async scenario against each store, as `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::common::Store::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::common::Store::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+pub const ADMIN_EMAIL: &str = "admin@hurry.test";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+pub const PASSWORD: &str = "password-123";
+
+/// A database only this test uses; dropped (PostgreSQL) or deleted (SQLite) afterwards.
+pub struct TestDb {
+    pub url: String,
+    pub store: Store,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn create(store: Store) -> Self {
+        match store {
+            Store::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("hurry.db").display());
+                TestDb {
+                    url,
+                    store,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Store::Postgres => {
+                let admin_url = admin_url();
+                let name = format!("hurry_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = sqlx::PgPool::connect(&admin_url)
+                    .await
+                    .expect("PostgreSQL reachable at DATABASE_URL (scripts/test sets it)");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                TestDb {
+                    url: replace_db_name(&admin_url, &name),
+                    store,
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// A raw connection for assertions that must not trust the code under test.
+    pub async fn raw(&self) -> RawDb {
+        match self.store {
+            Store::Sqlite => RawDb::Sqlite(
+                sqlx::SqlitePool::connect(&self.url)
+                    .await
+                    .expect("open sqlite"),
+            ),
+            Store::Postgres => RawDb::Pg(sqlx::PgPool::connect(&self.url).await.expect("open pg")),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let admin_url = admin_url();
+        // A fresh runtime on a fresh thread: Drop may run inside (or outside) a runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn replace_db_name(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..path_start], name);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Raw SQL access for assertions.
+pub enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+impl RawDb {
+    /// One integer from a portable query.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        match self {
+            RawDb::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pool)
+                .await
+                .expect(sql),
+            RawDb::Pg(pool) => sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(pool)
+                .await
+                .expect(sql),
+        }
+    }
+
+    /// Runs a statement.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            RawDb::Sqlite(pool) => {
+                sqlx::raw_sql(sql).execute(pool).await.expect(sql);
+            }
+            RawDb::Pg(pool) => {
+                sqlx::raw_sql(sql).execute(pool).await.expect(sql);
+            }
+        }
+    }
+
+    /// Order ids in the database.
+    pub async fn order_ids(&self) -> Vec<i64> {
+        let sql = "SELECT id FROM orders ORDER BY id";
+        match self {
+            RawDb::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await.expect(sql),
+            RawDb::Pg(pool) => sqlx::query_scalar(sql).fetch_all(pool).await.expect(sql),
+        }
+    }
+
+    /// `(units sold, orders, distinct buyers, most units of one buyer)` of an item.
+    pub async fn sales_of(&self, item_id: i64) -> (i64, i64, i64, i64) {
+        let units = self
+            .scalar(&format!(
+                "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM order_lines WHERE item_id = {item_id}"
+            ))
+            .await;
+        let orders = self
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM order_lines WHERE item_id = {item_id}"
+            ))
+            .await;
+        let buyers = self
+            .scalar(&format!(
+                "SELECT COUNT(DISTINCT o.user_id) FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE l.item_id = {item_id}"
+            ))
+            .await;
+        let most = self
+            .scalar(&format!(
+                "SELECT CAST(COALESCE(MAX(units), 0) AS BIGINT) FROM (SELECT SUM(l.quantity) AS units FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE l.item_id = {item_id} GROUP BY o.user_id) t"
+            ))
+            .await;
+        (units, orders, buyers, most)
+    }
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub db: TestDb,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Settings for a test server on `db`: port 0, cheap hashing, bootstrap admin, and `layers`.
+pub fn test_settings(db: &TestDb, layers: &[&str]) -> Settings {
+    let mut all = vec![TEST];
+    all.extend_from_slice(layers);
+    let mut settings = Settings::load(None, &all).expect("test settings");
+    settings.http.listen = "127.0.0.1:0".parse().unwrap();
+    settings.database.url = db.url.clone();
+    settings.admin.email = ADMIN_EMAIL.to_owned();
+    settings.admin.password = ADMIN_PASSWORD.into();
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn(store: Store) -> Self {
+        Self::spawn_with(store, &[]).await
+    }
+
+    /// A server with extra TOML `layers` over the test configuration.
+    pub async fn spawn_with(store: Store, layers: &[&str]) -> Self {
+        let db = TestDb::create(store).await;
+        let settings = test_settings(&db, layers);
+        let app = Application::build(settings).await.expect("app builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let server = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        TestApp {
+            addr,
+            client: client(),
+            state,
+            db,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when empty).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request.send().await.expect("request sent");
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, token, None, None)
+            .await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, token, Some(body), None)
+            .await
+    }
+
+    /// Signs up and logs in; returns `(user id, access token)`.
+    pub async fn new_user(&self, email: &str) -> (i64, String) {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/signup",
+                None,
+                json!({"email": email, "password": PASSWORD, "name": "Test User"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "signup {email}: {body}");
+        let user_id = body["user_id"].as_i64().expect("user_id");
+        (user_id, self.login(email, PASSWORD).await)
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {email}: {body}");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// A new user with the seller role; returns a token that carries it.
+    pub async fn seller(&self, email: &str) -> (i64, String) {
+        let (user_id, _) = self.new_user(email).await;
+        let admin = self.admin_token().await;
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/admin/users/{user_id}/roles"),
+                Some(&admin),
+                json!({"roles": ["seller"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "grant seller: {body}");
+        (user_id, self.login(email, PASSWORD).await)
+    }
+
+    /// Creates a drop of `units` at `price`, open from `opens_at` to `closes_at`.
+    pub async fn create_drop_at(
+        &self,
+        seller_token: &str,
+        units: i64,
+        per_user_limit: i64,
+        opens_at: DateTime<Utc>,
+        closes_at: DateTime<Utc>,
+    ) -> i64 {
+        let (status, body) = self
+            .post(
+                "/api/v1/items",
+                Some(seller_token),
+                json!({
+                    "name": "Limited sneaker",
+                    "description": "numbered pair",
+                    "price": 1_000,
+                    "stock": units,
+                    "drop": {
+                        "opens_at": opens_at,
+                        "closes_at": closes_at,
+                        "per_user_limit": per_user_limit,
+                    }
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "create drop: {body}");
+        body["id"].as_i64().expect("item id")
+    }
+
+    /// A drop that is open now and for the next hour.
+    pub async fn open_drop(&self, seller_token: &str, units: i64, per_user_limit: i64) -> i64 {
+        let now = Utc::now();
+        self.create_drop_at(
+            seller_token,
+            units,
+            per_user_limit,
+            now - chrono::Duration::seconds(1),
+            now + chrono::Duration::hours(1),
+        )
+        .await
+    }
+
+    /// Buys `quantity` of `item_id`; returns status and body.
+    pub async fn purchase(
+        &self,
+        token: &str,
+        item_id: i64,
+        quantity: i64,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        self.send(
+            reqwest::Method::POST,
+            &format!("/api/v1/items/{item_id}/purchase"),
+            Some(token),
+            Some(json!({"quantity": quantity})),
+            key,
+        )
+        .await
+    }
+
+    /// Live stock of an item as the API reports it.
+    pub async fn stock_of(&self, item_id: i64) -> i64 {
+        let (status, body) = self.get(&format!("/api/v1/items/{item_id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "item: {body}");
+        body["stock_available"].as_i64().expect("stock_available")
+    }
+
+    /// Creates `count` users concurrently; returns their `(id, token)`.
+    pub async fn many_users(&self, prefix: &str, count: usize) -> Vec<(i64, String)> {
+        use futures::StreamExt;
+        futures::stream::iter(0..count)
+            .map(|index| async move { self.new_user(&format!("{prefix}{index}@hurry.test")).await })
+            .buffer_unordered(64)
+            .collect()
+            .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.state.engine.shutdown();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(1024)
+        .build()
+        .expect("client")
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    (status, body)
+}
+
+/// Asserts the API error schema and code.
+pub fn assert_error(status: StatusCode, body: &Value, expected_status: u16, code: &str) {
+    assert_eq!(status.as_u16(), expected_status, "body: {body}");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(body["error"]["message"].is_string(), "body: {body}");
+    assert!(body["error"]["details"].is_array(), "body: {body}");
+}

@@ -1,0 +1,257 @@
+//! The item actor: one per limited item, deciding purchases from memory.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use chrono::{SubsecRound, Utc};
+use hurry_persistence::{DropSpec, IdempotencyEntry, OrderLine, OrderRecord, Store};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::book::DropBook;
+use super::error::DropError;
+use super::lease::StockLease;
+use super::messages::{ItemMessage, ItemStatus};
+use super::slot::DropSlot;
+use crate::domain::{OrderStatus, Quantity};
+use crate::writer::{Draft, DraftOrder, Settlement, WriterMessage};
+
+/// Decides purchases of one drop. See the crate docs for the flow.
+#[derive(Debug, Default)]
+pub struct ItemActor;
+
+/// What an item actor starts from.
+#[derive(Clone)]
+pub struct ItemArgs {
+    pub item_id: i64,
+    /// Won per unit.
+    pub unit_price: i64,
+    pub spec: DropSpec,
+    pub slot: Arc<DropSlot>,
+    pub store: Arc<dyn Store>,
+    pub lease: Arc<dyn StockLease>,
+    pub writer: ActorRef<WriterMessage>,
+    /// How long a new order may stay unpaid.
+    pub payment_window: chrono::Duration,
+}
+
+/// The running state of an item actor.
+pub struct ItemState {
+    args: ItemArgs,
+    book: DropBook,
+    rates: RateWindow,
+}
+
+impl Actor for ItemActor {
+    type Msg = ItemMessage;
+    type State = ItemState;
+    type Arguments = ItemArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ItemArgs,
+    ) -> Result<ItemState, ActorProcessingErr> {
+        // A predecessor's drafts may still be committing: count them only once they settled.
+        args.slot.wait_settled().await;
+        let sales = args.store.drop_sales(args.item_id).await?;
+        let unsold = (args.spec.total_units - sales.total()).max(0);
+        let grant = args.lease.grant(args.item_id, unsold, unsold).await?;
+        let book = DropBook::new(args.spec.clone(), &sales.per_user, grant.units);
+        args.slot.leased.store(grant.units, Ordering::Relaxed);
+        let state = ItemState {
+            args,
+            book,
+            rates: RateWindow::default(),
+        };
+        state.mirror();
+        state.args.slot.set_actor(Some(myself));
+        tracing::debug!(item_id = state.args.item_id, unsold, "item actor started");
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: ItemMessage,
+        state: &mut ItemState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ItemMessage::Reserve {
+                user_id,
+                quantity,
+                idempotency,
+                reply,
+            } => state.reserve(myself, user_id, quantity, idempotency, reply),
+            ItemMessage::Settle {
+                user_id,
+                quantity,
+                committed,
+            } => state.settle(user_id, quantity, committed),
+            ItemMessage::Status(reply) => {
+                let _ = reply.send(state.status());
+            }
+            ItemMessage::Crash => panic!("crash requested for item {}", state.args.item_id),
+        }
+        Ok(())
+    }
+}
+
+impl ItemState {
+    fn reserve(
+        &mut self,
+        myself: ActorRef<ItemMessage>,
+        user_id: i64,
+        quantity: Quantity,
+        idempotency: Option<IdempotencyEntry>,
+        reply: RpcReplyPort<Result<OrderRecord, DropError>>,
+    ) {
+        // Microseconds: what both stores keep, so a replayed answer matches the first one.
+        let now = Utc::now().trunc_subsecs(6);
+        if let Err(err) = self.book.reserve(user_id, quantity, now) {
+            self.rates.record(now.timestamp(), false);
+            metrics::counter!("hurry_purchases_total", "outcome" => err.code()).increment(1);
+            let _ = reply.send(Err(err));
+            return;
+        }
+        self.rates.record(now.timestamp(), true);
+        let units = i64::from(quantity.get());
+        let amount = units * self.args.unit_price;
+        let draft = Draft {
+            order: DraftOrder {
+                user_id,
+                status: OrderStatus::PendingPayment,
+                amount,
+                payment_due_at: Some(now + self.args.payment_window),
+                created_at: now,
+                lines: vec![OrderLine {
+                    item_id: self.args.item_id,
+                    quantity: units,
+                    unit_price: self.args.unit_price,
+                    amount,
+                }],
+                idempotency,
+            },
+            settlement: Settlement::Drop {
+                actor: myself,
+                slot: self.args.slot.clone(),
+                user_id,
+                quantity,
+            },
+            reply,
+        };
+        self.args.slot.draft_started();
+        if let Err(err) = self.args.writer.cast(WriterMessage::Write(draft)) {
+            // The writer is gone: nothing was written, so the units come straight back.
+            self.args.slot.draft_settled();
+            self.book.release(user_id, quantity);
+            if let ractor::MessagingErr::SendErr(WriterMessage::Write(draft)) = err {
+                let _ = draft.reply.send(Err(DropError::Unavailable));
+            }
+        }
+        self.mirror();
+    }
+
+    fn settle(&mut self, user_id: i64, quantity: Quantity, committed: bool) {
+        if committed {
+            self.book.commit(quantity);
+            metrics::counter!("hurry_purchases_total", "outcome" => "created").increment(1);
+        } else {
+            self.book.release(user_id, quantity);
+            metrics::counter!("hurry_purchases_total", "outcome" => "unavailable").increment(1);
+        }
+        self.mirror();
+    }
+
+    fn status(&self) -> ItemStatus {
+        let now = Utc::now().timestamp();
+        ItemStatus {
+            item_id: self.args.item_id,
+            stock_in_memory: self.book.available(),
+            leased: self.args.slot.leased.load(Ordering::Relaxed),
+            sold: self.book.sold(),
+            pending: self.book.pending(),
+            num_buyers: self.book.num_buyers(),
+            num_accepted: self.rates.total_accepted,
+            num_rejected: self.rates.total_rejected,
+            accepted_per_sec: self.rates.per_sec(now, true),
+            rejected_per_sec: self.rates.per_sec(now, false),
+        }
+    }
+
+    /// Copies the book's counters to the slot, where the API reads them without a message.
+    fn mirror(&self) {
+        let slot = &self.args.slot;
+        slot.available
+            .store(self.book.available(), Ordering::Relaxed);
+        slot.pending.store(self.book.pending(), Ordering::Relaxed);
+        slot.sold.store(self.book.sold(), Ordering::Relaxed);
+    }
+}
+
+/// Accepted and rejected decisions per second over the last [`RateWindow::SECONDS`] seconds.
+#[derive(Debug)]
+struct RateWindow {
+    /// `(unix second, accepted, rejected)` ring, indexed by second modulo its length.
+    buckets: [(i64, u32, u32); RateWindow::SECONDS],
+    total_accepted: u64,
+    total_rejected: u64,
+}
+
+impl Default for RateWindow {
+    fn default() -> Self {
+        Self {
+            buckets: [(0, 0, 0); RateWindow::SECONDS],
+            total_accepted: 0,
+            total_rejected: 0,
+        }
+    }
+}
+
+impl RateWindow {
+    const SECONDS: usize = 60;
+
+    fn record(&mut self, second: i64, accepted: bool) {
+        let bucket = &mut self.buckets[second.rem_euclid(Self::SECONDS as i64) as usize];
+        if bucket.0 != second {
+            *bucket = (second, 0, 0);
+        }
+        if accepted {
+            bucket.1 += 1;
+            self.total_accepted += 1;
+        } else {
+            bucket.2 += 1;
+            self.total_rejected += 1;
+        }
+    }
+
+    fn per_sec(&self, now: i64, accepted: bool) -> f64 {
+        let window_start = now - Self::SECONDS as i64;
+        let sum: u64 = self
+            .buckets
+            .iter()
+            .filter(|bucket| bucket.0 > window_start && bucket.0 <= now)
+            .map(|bucket| u64::from(if accepted { bucket.1 } else { bucket.2 }))
+            .sum();
+        sum as f64 / Self::SECONDS as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateWindow;
+
+    #[test]
+    fn rate_window_forgets_seconds_older_than_a_minute() {
+        let mut rates = RateWindow::default();
+        for _ in 0..120 {
+            rates.record(1_000, true);
+        }
+        rates.record(1_001, false);
+        assert_eq!(rates.per_sec(1_001, true), 2.0);
+        assert_eq!(rates.per_sec(1_001, false), 1.0 / 60.0);
+        // The bucket of second 1_000 is reused by second 1_060 and the old counts vanish.
+        rates.record(1_060, true);
+        assert_eq!(rates.per_sec(1_060, true), 1.0 / 60.0);
+        assert_eq!(rates.total_accepted, 121);
+    }
+}

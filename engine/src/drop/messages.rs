@@ -1,0 +1,47 @@
+//! The item actor's protocol.
+
+use hurry_persistence::{IdempotencyEntry, OrderRecord};
+use ractor::RpcReplyPort;
+use serde::Serialize;
+
+use super::error::DropError;
+use crate::domain::Quantity;
+
+/// Messages an [`ItemActor`](super::ItemActor) handles.
+#[derive(Debug)]
+pub enum ItemMessage {
+    /// Buy `quantity` units for `user_id`; answered once the order is committed.
+    Reserve {
+        user_id: i64,
+        quantity: Quantity,
+        idempotency: Option<IdempotencyEntry>,
+        reply: RpcReplyPort<Result<OrderRecord, DropError>>,
+    },
+    /// The writer settled a reservation: committed, or definitely not.
+    Settle {
+        user_id: i64,
+        quantity: Quantity,
+        committed: bool,
+    },
+    /// Counters and recent rates.
+    Status(RpcReplyPort<ItemStatus>),
+    /// Panics the actor. Used by tests and drills to prove supervision and recovery.
+    Crash,
+}
+
+/// What an item actor reports about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemStatus {
+    pub item_id: i64,
+    pub stock_in_memory: i64,
+    pub leased: i64,
+    pub sold: i64,
+    pub pending: i64,
+    pub num_buyers: usize,
+    pub num_accepted: u64,
+    pub num_rejected: u64,
+    /// Accepted purchases per second over the last minute.
+    pub accepted_per_sec: f64,
+    /// Rejected purchases per second over the last minute.
+    pub rejected_per_sec: f64,
+}

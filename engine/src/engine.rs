@@ -1,0 +1,214 @@
+//! [`Engine`]: starts the writer and the drop supervisor, serves every open drop, and is the
+//! one door the API uses to buy.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use hurry_persistence::{IdempotencyEntry, ItemRecord, OrderRecord, Store, StoreError};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+
+use crate::domain::Quantity;
+use crate::drop::{
+    DropError, DropRegistry, DropSlot, DropSupervisor, ItemArgs, ItemMessage, ItemStatus,
+    LocalLease, StockLease, SupervisorMessage,
+};
+use crate::writer::{IdAllocator, WriterActor, WriterArgs, WriterConfig, WriterMessage};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub writer: WriterConfig,
+    /// How long a new order may stay unpaid.
+    pub payment_window: chrono::Duration,
+    /// Purchases that may wait for one drop's actor before new ones get `Overloaded`.
+    pub max_queue_per_drop: usize,
+    /// Longest wait for an actor's answer (including the commit).
+    pub call_timeout: Duration,
+    /// Order ids reserved per store round trip.
+    pub id_block_size: u32,
+}
+
+/// Why the engine could not start or serve a drop.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("actor failed to start: {0}")]
+    Spawn(String),
+}
+
+/// Why a purchase did not become an order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PurchaseError {
+    /// This node serves no drop for the item (a general item, or a drop that has closed).
+    #[error("no live drop for this item")]
+    NotServed,
+    #[error(transparent)]
+    Drop(#[from] DropError),
+}
+
+/// The running engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    lease: Arc<dyn StockLease>,
+    registry: Arc<DropRegistry>,
+    supervisor: ActorRef<SupervisorMessage>,
+    writer: ActorRef<WriterMessage>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Starts the actors and an item actor for every drop that has not closed.
+    pub async fn start(store: Arc<dyn Store>, config: EngineConfig) -> Result<Self, EngineError> {
+        let ids = Arc::new(IdAllocator::new(store.clone(), config.id_block_size));
+        let writer_args = WriterArgs {
+            store: store.clone(),
+            ids,
+            config: config.writer,
+        };
+        let (writer, _) = Actor::spawn(None, WriterActor, writer_args)
+            .await
+            .map_err(|err| EngineError::Spawn(err.to_string()))?;
+        let registry = Arc::new(DropRegistry::default());
+        let (supervisor, _) = Actor::spawn(None, DropSupervisor, registry.clone())
+            .await
+            .map_err(|err| EngineError::Spawn(err.to_string()))?;
+        let engine = Self {
+            store: store.clone(),
+            lease: Arc::new(LocalLease),
+            registry,
+            supervisor,
+            writer,
+            config,
+        };
+        for item in store.open_drops(Utc::now()).await? {
+            engine.serve_drop(&item).await?;
+        }
+        Ok(engine)
+    }
+
+    /// Starts serving the drop of `item` (no-op for a general item or one already served).
+    pub async fn serve_drop(&self, item: &ItemRecord) -> Result<(), EngineError> {
+        let Some(spec) = item.drop.clone() else {
+            return Ok(());
+        };
+        let (slot, _) = self.registry.get_or_create(item.id);
+        let args = ItemArgs {
+            item_id: item.id,
+            unit_price: item.price,
+            spec,
+            slot,
+            store: self.store.clone(),
+            lease: self.lease.clone(),
+            writer: self.writer.clone(),
+            payment_window: self.config.payment_window,
+        };
+        let started = self
+            .supervisor
+            .call(
+                |reply| SupervisorMessage::Start { args, reply },
+                Some(self.config.call_timeout),
+            )
+            .await;
+        match started {
+            Ok(CallResult::Success(Ok(()))) => Ok(()),
+            Ok(CallResult::Success(Err(err))) => Err(EngineError::Spawn(err)),
+            Ok(_) | Err(_) => Err(EngineError::Spawn("drop supervisor did not answer".into())),
+        }
+    }
+
+    /// Buys `quantity` units of drop `item_id` for `user_id`; the order is committed when this
+    /// returns `Ok`.
+    pub async fn purchase(
+        &self,
+        item_id: i64,
+        user_id: i64,
+        quantity: Quantity,
+        idempotency: Option<IdempotencyEntry>,
+    ) -> Result<OrderRecord, PurchaseError> {
+        let slot = self.registry.get(item_id).ok_or(PurchaseError::NotServed)?;
+        let _queued = QueueTicket::enter(&slot, self.config.max_queue_per_drop)?;
+        let actor = slot.actor().ok_or(DropError::Unavailable)?;
+        let answer = actor
+            .call(
+                |reply| ItemMessage::Reserve {
+                    user_id,
+                    quantity,
+                    idempotency,
+                    reply,
+                },
+                Some(self.config.call_timeout),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(result)) => result.map_err(PurchaseError::Drop),
+            Ok(CallResult::Timeout) | Ok(CallResult::SenderError) | Err(_) => {
+                Err(PurchaseError::Drop(DropError::Unavailable))
+            }
+        }
+    }
+
+    /// The shared state of drop `item_id`, if served here.
+    pub fn drop_slot(&self, item_id: i64) -> Option<Arc<DropSlot>> {
+        self.registry.get(item_id)
+    }
+
+    /// Every drop served here.
+    pub fn drop_slots(&self) -> Vec<Arc<DropSlot>> {
+        self.registry.all()
+    }
+
+    /// Asks drop `item_id`'s actor for its status.
+    pub async fn item_status(&self, item_id: i64) -> Option<ItemStatus> {
+        let actor = self.registry.get(item_id)?.actor()?;
+        match actor
+            .call(ItemMessage::Status, Some(self.config.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success(status)) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Makes drop `item_id`'s actor panic (tests and drills); `false` when none runs.
+    pub fn crash_item(&self, item_id: i64) -> bool {
+        self.registry
+            .get(item_id)
+            .and_then(|slot| slot.actor())
+            .is_some_and(|actor| actor.cast(ItemMessage::Crash).is_ok())
+    }
+
+    /// The store the engine writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Stops the actors.
+    pub fn shutdown(&self) {
+        self.supervisor.stop(None);
+        self.writer.stop(None);
+    }
+}
+
+/// Counts a purchase as waiting for its drop's actor while it lives.
+struct QueueTicket<'a>(&'a DropSlot);
+
+impl<'a> QueueTicket<'a> {
+    fn enter(slot: &'a DropSlot, limit: usize) -> Result<Self, DropError> {
+        let waiting = slot.queued.fetch_add(1, Ordering::AcqRel);
+        let ticket = QueueTicket(slot);
+        if waiting >= limit {
+            return Err(DropError::Overloaded);
+        }
+        Ok(ticket)
+    }
+}
+
+impl Drop for QueueTicket<'_> {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,21 @@
+//! The drop engine of Hurry Up Order.
+//!
+//! One [`ItemActor`](drop::ItemActor) per limited item holds that drop's sellable stock, its
+//! sale window and per-user counters in memory, and decides every purchase without touching a
+//! store. Accepted purchases become order drafts for the group-commit
+//! [`WriterActor`](writer::WriterActor), which writes them in batches; the shopper's answer
+//! waits for that commit. The [`DropSupervisor`](drop::DropSupervisor) restarts a failed item
+//! actor, which rebuilds its counts from the store once every in-flight draft has settled.
+//!
+//! Modules:
+//! - [`domain`]: validating value types (quantities, idempotency keys, order statuses).
+//! - [`drop`]: item actors, their supervisor, the shared registry and the stock lease.
+//! - [`writer`]: the group-commit writer and the order id allocator.
+//! - [`engine`]: [`Engine`], the handle the API holds.
+
+pub mod domain;
+pub mod drop;
+pub mod engine;
+pub mod writer;
+
+pub use engine::{Engine, EngineConfig};

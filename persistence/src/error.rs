@@ -1,0 +1,43 @@
+//! Errors of the storage layer.
+
+/// What went wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write (for example an email already taken).
+    #[error("conflict on {constraint}")]
+    Conflict {
+        /// Name of the constraint or the column that clashed.
+        constraint: String,
+    },
+    /// The configuration cannot work (bad url, unsupported scheme).
+    #[error("store configuration: {0}")]
+    Config(String),
+    /// Stored data broke an expectation of the code (a bug or a manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database could not be reached or refused the statement.
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// Migrations failed.
+    #[error("migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &err {
+            if db.is_unique_violation() {
+                return StoreError::Conflict {
+                    constraint: db.constraint().unwrap_or("unique").to_owned(),
+                };
+            }
+        }
+        StoreError::Database(err)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(err)
+    }
+}

@@ -1,0 +1,50 @@
+//! Storage for Hurry Up Order.
+//!
+//! The engine and the API talk to a [`Store`]: one trait with a SQLite backend (the embedded
+//! default) and a PostgreSQL backend (cluster mode). Both run their own embedded migrations on
+//! [`connect`]. Batched order writes ([`Store::commit_orders`]) are what the engine's group-commit
+//! writer calls: one transaction for a whole batch of orders, their lines, idempotency keys and
+//! outbox events.
+//!
+//! Modules:
+//! - [`model`]: plain records that cross the storage boundary.
+//! - [`store`]: the [`Store`] trait.
+//! - [`sqlite`], [`postgres`]: the two backends.
+//! - [`error`]: the [`StoreError`] type.
+
+pub mod error;
+pub mod model;
+pub mod postgres;
+mod rows;
+pub mod sqlite;
+pub mod store;
+
+use std::sync::Arc;
+
+pub use error::StoreError;
+pub use model::*;
+pub use store::{Backend, Store};
+
+/// Connection settings shared by both backends.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub url: String,
+    /// Upper bound of pooled connections.
+    pub max_connections: u32,
+}
+
+/// Opens the store named by `options.url`, creating a SQLite file (and its folder) when absent,
+/// and runs the migrations.
+pub async fn connect(options: &ConnectOptions) -> Result<Arc<dyn Store>, StoreError> {
+    let url = options.url.as_str();
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(options).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PgStore::connect(options).await?))
+    } else {
+        Err(StoreError::Config(format!(
+            "unsupported database url scheme in {url:?}: use sqlite:// or postgres://"
+        )))
+    }
+}

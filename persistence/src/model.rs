@@ -1,0 +1,156 @@
+//! Records that cross the storage boundary. Money is integer won; ids are `i64`.
+
+use chrono::{DateTime, Utc};
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub password_hash: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub email_verified: bool,
+    /// Roles besides `customer`, which every user has.
+    pub extra_roles: Vec<String>,
+}
+
+/// A stored user.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: i64,
+    pub email: String,
+    pub password_hash: String,
+    pub name: String,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub email_verified: bool,
+    /// Sorted role names, always including `customer`.
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The sale window and limits of a limited item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropSpec {
+    pub opens_at: DateTime<Utc>,
+    pub closes_at: DateTime<Utc>,
+    /// Most units one user may hold from this drop.
+    pub per_user_limit: u32,
+    /// Units the drop sells in all.
+    pub total_units: i64,
+}
+
+/// An item to create.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    pub seller_id: i64,
+    pub name: String,
+    pub description: String,
+    pub price: i64,
+    pub stock: i64,
+    pub drop: Option<DropSpec>,
+}
+
+/// A stored item.
+#[derive(Debug, Clone)]
+pub struct ItemRecord {
+    pub id: i64,
+    pub seller_id: i64,
+    pub name: String,
+    pub description: String,
+    pub price: i64,
+    /// General items: units on hand. Limited items: the drop's total units.
+    pub stock: i64,
+    pub drop: Option<DropSpec>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub item_id: i64,
+    pub quantity: i64,
+    pub unit_price: i64,
+    pub amount: i64,
+}
+
+/// The idempotency key a new order was created under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyEntry {
+    pub key: String,
+    /// Hash of the request that used the key; a different request with the same key is refused.
+    pub request_hash: String,
+}
+
+/// An order to write (ids are assigned by the caller from [`crate::Store::allocate_ids`]).
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub amount: i64,
+    pub payment_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub lines: Vec<OrderLine>,
+    pub idempotency: Option<IdempotencyEntry>,
+}
+
+/// A stored order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub amount: i64,
+    pub payment_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub lines: Vec<OrderLine>,
+}
+
+impl NewOrder {
+    /// The record this order reads back as once committed.
+    pub fn to_record(&self) -> OrderRecord {
+        OrderRecord {
+            id: self.id,
+            user_id: self.user_id,
+            status: self.status.clone(),
+            amount: self.amount,
+            payment_due_at: self.payment_due_at,
+            created_at: self.created_at,
+            lines: self.lines.clone(),
+        }
+    }
+}
+
+/// A stored idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub status_code: u16,
+    pub order_id: Option<i64>,
+}
+
+/// Units of one drop held by live orders, per user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DropSales {
+    /// `(user_id, units)` for every user holding units of the item.
+    pub per_user: Vec<(i64, i64)>,
+}
+
+impl DropSales {
+    /// Units held by all users together.
+    pub fn total(&self) -> i64 {
+        self.per_user.iter().map(|(_, units)| units).sum()
+    }
+}
+
+/// A page of rows and the number of rows in all pages.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    pub total: u64,
+}
+
+/// Order statuses that release their units back to the drop (the others hold them).
+pub const RELEASING_STATUSES: [&str; 4] = ["payment_failed", "expired", "cancelled", "returned"];

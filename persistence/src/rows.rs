@@ -1,0 +1,84 @@
+//! Row decoding shared by both backends: the same column names, a different row type.
+
+/// Defines `user_from_row`, `item_from_row` and `order_from_row` for one backend's row type.
+macro_rules! row_decoders {
+    ($row:ty) => {
+        fn user_from_row(row: &$row) -> Result<UserRecord, StoreError> {
+            Ok(UserRecord {
+                id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                password_hash: row.try_get("password_hash")?,
+                name: row.try_get("name")?,
+                phone: row.try_get("phone")?,
+                address: row.try_get("address")?,
+                email_verified: row.try_get("email_verified")?,
+                roles: Vec::new(),
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        fn item_from_row(row: &$row) -> Result<ItemRecord, StoreError> {
+            let opens_at: Option<DateTime<Utc>> = row.try_get("opens_at")?;
+            let drop = match opens_at {
+                Some(opens_at) => Some(DropSpec {
+                    opens_at,
+                    closes_at: row.try_get("closes_at")?,
+                    per_user_limit: u32::try_from(row.try_get::<i32, _>("per_user_limit")?)
+                        .map_err(|_| StoreError::Corrupt("negative per_user_limit".into()))?,
+                    total_units: row.try_get("total_units")?,
+                }),
+                None => None,
+            };
+            Ok(ItemRecord {
+                id: row.try_get("id")?,
+                seller_id: row.try_get("seller_id")?,
+                name: row.try_get("name")?,
+                description: row.try_get("description")?,
+                price: row.try_get("price")?,
+                stock: row.try_get("stock")?,
+                drop,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        fn order_from_row(row: &$row) -> Result<OrderRecord, StoreError> {
+            Ok(OrderRecord {
+                id: row.try_get("id")?,
+                user_id: row.try_get("user_id")?,
+                status: row.try_get("status")?,
+                amount: row.try_get("amount")?,
+                payment_due_at: row.try_get("payment_due_at")?,
+                created_at: row.try_get("created_at")?,
+                lines: Vec::new(),
+            })
+        }
+
+        fn line_from_row(row: &$row) -> Result<(i64, OrderLine), StoreError> {
+            Ok((
+                row.try_get("order_id")?,
+                OrderLine {
+                    item_id: row.try_get("item_id")?,
+                    quantity: row.try_get("quantity")?,
+                    unit_price: row.try_get("unit_price")?,
+                    amount: row.try_get("amount")?,
+                },
+            ))
+        }
+
+        /// Attaches lines (ordered by order id, then line number) to their orders.
+        fn attach_lines(orders: &mut [OrderRecord], lines: Vec<(i64, OrderLine)>) {
+            let index: std::collections::HashMap<i64, usize> = orders
+                .iter()
+                .enumerate()
+                .map(|(position, order)| (order.id, position))
+                .collect();
+            for (order_id, line) in lines {
+                if let Some(&position) = index.get(&order_id) {
+                    orders[position].lines.push(line);
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use row_decoders;

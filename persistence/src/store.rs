@@ -1,0 +1,117 @@
+//! The storage trait every backend implements.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::StoreError;
+use crate::model::*;
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Everything the engine and the API persist.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend behind this store.
+    fn backend(&self) -> Backend;
+
+    /// Cheap round trip, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Returns the stored setting `key`, storing `init` first when there is none.
+    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String, StoreError>;
+
+    /// Reserves `count` consecutive ids of sequence `name`; returns the first.
+    async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError>;
+
+    /// Creates a user with the `customer` role plus `extra_roles`; `Conflict` when the email is taken.
+    async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError>;
+
+    /// Finds a live (not deleted) user by email.
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Finds a live user by id.
+    async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Adds roles to a user; returns the user's roles afterwards, or `None` for an unknown user.
+    async fn grant_roles(
+        &self,
+        user_id: i64,
+        roles: &[String],
+    ) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Creates an item (and its drop) in one transaction.
+    async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError>;
+
+    /// Finds a live item by id.
+    async fn item_by_id(&self, id: i64) -> Result<Option<ItemRecord>, StoreError>;
+
+    /// Lists live items by id, `size` per page.
+    async fn list_items(&self, page: u32, size: u32) -> Result<Page<ItemRecord>, StoreError>;
+
+    /// Every live item with a drop that closes after `now`.
+    async fn open_drops(&self, now: DateTime<Utc>) -> Result<Vec<ItemRecord>, StoreError>;
+
+    /// Units of `item_id` held by orders that have not released them, per user.
+    async fn drop_sales(&self, item_id: i64) -> Result<DropSales, StoreError>;
+
+    /// Writes a batch of orders with their lines, idempotency keys and `order.created` outbox
+    /// events in one transaction: all or nothing.
+    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError>;
+
+    /// Finds an order with its lines.
+    async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError>;
+
+    /// A user's orders, newest first.
+    async fn list_orders(
+        &self,
+        user_id: i64,
+        page: u32,
+        size: u32,
+    ) -> Result<Page<OrderRecord>, StoreError>;
+
+    /// The stored result of an idempotency key of a user.
+    async fn idempotency_record(
+        &self,
+        user_id: i64,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// The JSON payload of an `order.created` outbox event.
+pub(crate) fn order_created_payload(order: &NewOrder) -> String {
+    let lines: Vec<serde_json::Value> = order
+        .lines
+        .iter()
+        .map(|line| {
+            serde_json::json!({
+                "item_id": line.item_id,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "amount": line.amount,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "order_id": order.id,
+        "user_id": order.user_id,
+        "status": order.status,
+        "amount": order.amount,
+        "lines": lines,
+    })
+    .to_string()
+}
+
+/// Sorts role names and makes sure `customer` is among them.
+pub(crate) fn normalise_roles(mut roles: Vec<String>) -> Vec<String> {
+    if !roles.iter().any(|role| role == "customer") {
+        roles.push("customer".to_owned());
+    }
+    roles.sort();
+    roles.dedup();
+    roles
+}
