@@ -28,7 +28,7 @@ struct Running {
 /// Requests in flight by `(user id, key)`.
 #[derive(Default)]
 pub struct Coalescer {
-    running: DashMap<(i64, String), Running>,
+    running: Arc<DashMap<(i64, String), Running>>,
 }
 
 /// The hash that tells two requests under one key apart.
@@ -44,8 +44,12 @@ fn mismatch() -> ApiError {
 }
 
 impl Coalescer {
-    /// Runs `work` at most once per `(user_id, key)`; `work` gets the entry to store with the
-    /// order. Without a key it simply runs.
+    /// Runs `work` at most once per `(user_id, key)` at a time; `work` gets the entry to store
+    /// with the order. Without a key it simply runs.
+    ///
+    /// The first request's work runs on a task of its own, so a client that gives up does not
+    /// cancel it: its entry stays until the outcome is known, and a retry arriving meanwhile
+    /// waits for that outcome instead of buying a second time.
     pub async fn run<F, Fut>(
         &self,
         store: &Arc<dyn Store>,
@@ -55,50 +59,43 @@ impl Coalescer {
         work: F,
     ) -> Outcome
     where
-        F: FnOnce(Option<IdempotencyEntry>) -> Fut,
-        Fut: Future<Output = Outcome>,
+        F: FnOnce(Option<IdempotencyEntry>) -> Fut + Send + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
     {
         let Some(key) = key else {
             return work(None).await;
         };
         let request_hash = request_hash(canonical_request);
         let map_key = (user_id, key.as_str().to_owned());
-        let mut work = Some(work);
-        loop {
-            let sender = match self.running.entry(map_key.clone()) {
-                Entry::Occupied(running) => {
-                    if running.get().request_hash != request_hash {
-                        return Err(mismatch());
-                    }
-                    let mut answer = running.get().answer.clone();
-                    drop(running);
-                    let outcome = match answer.wait_for(Option::is_some).await {
-                        Ok(outcome) => outcome.clone(),
-                        // The first request was abandoned: take its place.
-                        Err(_) => continue,
-                    };
-                    return outcome.unwrap_or_else(|| Err(mismatch()));
+        let mut answer = match self.running.entry(map_key.clone()) {
+            Entry::Occupied(running) => {
+                if running.get().request_hash != request_hash {
+                    return Err(mismatch());
                 }
-                Entry::Vacant(vacant) => {
-                    let (sender, answer) = watch::channel(None);
-                    vacant.insert(Running {
-                        request_hash: request_hash.clone(),
-                        answer,
-                    });
-                    sender
-                }
-            };
-            let _leave = Leave {
-                map: &self.running,
-                key: &map_key,
-            };
-            let work = work
-                .take()
-                .expect("work runs once: the leader returns below");
-            let outcome = lead(store, user_id, &key, &request_hash, work).await;
-            let _ = sender.send(Some(outcome.clone()));
-            return outcome;
-        }
+                running.get().answer.clone()
+            }
+            Entry::Vacant(vacant) => {
+                let (sender, answer) = watch::channel(None);
+                vacant.insert(Running {
+                    request_hash: request_hash.clone(),
+                    answer: answer.clone(),
+                });
+                let store = store.clone();
+                let running = self.running.clone();
+                tokio::spawn(async move {
+                    let outcome = lead(&store, user_id, &key, &request_hash, work).await;
+                    let _ = sender.send(Some(outcome));
+                    running.remove(&map_key);
+                });
+                answer
+            }
+        };
+        let outcome = match answer.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            // The leading task ended without an answer: it panicked.
+            Err(_) => None,
+        };
+        outcome.unwrap_or_else(|| Err(ApiError::new("unavailable", "the request failed; retry")))
     }
 }
 
@@ -130,16 +127,4 @@ where
         request_hash: request_hash.to_owned(),
     }))
     .await
-}
-
-/// Removes a running entry when its leader finishes or is dropped.
-struct Leave<'a> {
-    map: &'a DashMap<(i64, String), Running>,
-    key: &'a (i64, String),
-}
-
-impl Drop for Leave<'_> {
-    fn drop(&mut self) {
-        self.map.remove(self.key);
-    }
 }

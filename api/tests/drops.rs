@@ -106,6 +106,34 @@ async fn one_key_sent_50_times_at_once_makes_one_order(store: Store) {
     assert_eq!(app.stock_of(item).await, 8);
 }
 
+async fn a_retry_after_the_client_gave_up_gets_the_same_single_order(store: Store) {
+    // A long batching window keeps the first attempt in flight while its client gives up.
+    let app = TestApp::spawn_with(store, &["[persistence]\nbatch_window_us = 300000\n"]).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 10, 10).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+
+    let impatient = app
+        .client
+        .post(app.url(&format!("/api/v1/items/{item}/purchase")))
+        .bearer_auth(&buyer)
+        .header("Idempotency-Key", "gave-up")
+        .timeout(Duration::from_millis(50))
+        .json(&serde_json::json!({"quantity": 1}))
+        .send()
+        .await;
+    assert!(
+        impatient.is_err(),
+        "the first attempt timed out on the client"
+    );
+
+    let (status, order) = app.purchase(&buyer, item, 1, Some("gave-up")).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let raw = app.db.raw().await;
+    assert_eq!(raw.order_ids().await, vec![order["id"].as_i64().unwrap()]);
+    assert_eq!(app.stock_of(item).await, 9);
+}
+
 async fn keys_are_scoped_to_the_user(store: Store) {
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
@@ -264,6 +292,7 @@ async fn a_panicking_item_actor_is_restarted_with_exact_counts(store: Store) {
 both_stores!(
     heavy_5000_attempts_by_1000_users_sell_exactly_100_units,
     one_key_sent_50_times_at_once_makes_one_order,
+    a_retry_after_the_client_gave_up_gets_the_same_single_order,
     keys_are_scoped_to_the_user,
     the_sale_window_is_checked_before_stock_is_taken,
     a_failed_commit_answers_503_and_gives_the_units_back,

@@ -37,15 +37,25 @@ async fn purchase(
     let quantity = Quantity::new(body.quantity)
         .ok_or_else(|| ApiError::invalid_field("quantity", "must be between 1 and 10000"))?;
     let canonical = format!("POST /items/{item_id}/purchase {}", quantity.get());
-    let engine = state.engine.clone();
+    let shared = state.clone();
     let order = state
         .idempotency
-        .run(&state.store, user.id, key, &canonical, |entry| async {
-            match engine.purchase(item_id, user.id, quantity, entry).await {
-                Err(PurchaseError::NotServed) => Err(not_served(&state, item_id).await),
-                other => other.map_err(ApiError::from),
-            }
-        })
+        .run(
+            &state.store,
+            user.id,
+            key,
+            &canonical,
+            move |entry| async move {
+                match shared
+                    .engine
+                    .purchase(item_id, user.id, quantity, entry)
+                    .await
+                {
+                    Err(PurchaseError::NotServed) => Err(not_served(&shared, item_id).await),
+                    other => other.map_err(ApiError::from),
+                }
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(order.into())))
 }

@@ -213,13 +213,26 @@ impl RawDb {
     }
 }
 
-/// A running server and a client for it.
+/// A running in-process server and a client for it (the client's helpers via `Deref`).
 pub struct TestApp {
-    pub addr: SocketAddr,
-    pub client: reqwest::Client,
+    pub api: Api,
     pub state: AppState,
     pub db: TestDb,
     server: tokio::task::JoinHandle<()>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A typed HTTP client for one server.
+pub struct Api {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
 }
 
 /// Settings for a test server on `db`: port 0, cheap hashing, bootstrap admin, and `layers`.
@@ -250,11 +263,19 @@ impl TestApp {
             let _ = app.run_until_stopped().await;
         });
         TestApp {
-            addr,
-            client: client(),
+            api: Api::new(addr),
             state,
             db,
             server,
+        }
+    }
+}
+
+impl Api {
+    pub fn new(addr: SocketAddr) -> Self {
+        Api {
+            addr,
+            client: client(),
         }
     }
 
@@ -283,6 +304,27 @@ impl TestApp {
         }
         let response = request.send().await.expect("request sent");
         read(response).await
+    }
+
+    /// A purchase that tolerates a dead server: `None` when no answer came.
+    pub async fn try_purchase(
+        &self,
+        token: &str,
+        item_id: i64,
+        key: &str,
+    ) -> Option<(StatusCode, Value)> {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/v1/items/{item_id}/purchase")))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&json!({"quantity": 1}))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status();
+        let body = response.json().await.ok()?;
+        Some((status, body))
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
