@@ -171,6 +171,8 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %err, cause = ?ErrorChain(&err), "store unavailable");
                 Self::new("unavailable", "the store is unavailable")
             }
+            StoreError::Invalid(reason) => Self::invalid_field("body", reason),
+            StoreError::Conflict { .. } => Self::new("conflict", "conflicts with existing data"),
             _ => Self::internal(&err),
         }
     }

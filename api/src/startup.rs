@@ -16,7 +16,7 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::idempotency::Coalescer;
 use crate::routes;
 use crate::settings::Settings;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::telemetry;
 
 /// A built server, bound to its address, ready to run.
@@ -113,7 +113,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     let engine = Engine::start(store.clone(), engine_config)
         .await
         .context("cannot start the engine")?;
-    Ok(AppState {
+    Ok(AppState::new(Shared {
         settings: Arc::new(settings),
         store,
         engine: Arc::new(engine),
@@ -121,7 +121,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         passwords,
         idempotency: Arc::new(Coalescer::default()),
         metrics: telemetry::metrics_handle(),
-    })
+    }))
 }
 
 async fn shutdown_signal() {

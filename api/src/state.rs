@@ -10,9 +10,27 @@ use crate::auth::{PasswordHasher, TokenKeys};
 use crate::idempotency::Coalescer;
 use crate::settings::Settings;
 
-/// Shared application state, cheap to clone.
+/// Shared application state: one `Arc`, so the per-request clone axum makes is one increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,

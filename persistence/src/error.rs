@@ -12,6 +12,9 @@ pub enum StoreError {
     /// The configuration cannot work (bad url, unsupported scheme).
     #[error("store configuration: {0}")]
     Config(String),
+    /// A value the schema cannot hold (checked before writing, the same on both backends).
+    #[error("invalid value: {0}")]
+    Invalid(String),
     /// Stored data broke an expectation of the code (a bug or a manual edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),

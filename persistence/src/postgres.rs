@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::{normalise_roles, order_created_payload, Backend, Store};
+use crate::store::{check_new_item, normalise_roles, order_created_payload, Backend, Store};
 use crate::ConnectOptions;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -193,6 +193,7 @@ impl Store for PgStore {
     }
 
     async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError> {
+        check_new_item(item)?;
         let mut tx = self.pool.begin().await?;
         let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
             "INSERT INTO items (seller_id, name, description, price, stock, created_at, updated_at) \
@@ -213,7 +214,7 @@ impl Store for PgStore {
             .bind(id)
             .bind(drop.opens_at)
             .bind(drop.closes_at)
-            .bind(i32::try_from(drop.per_user_limit).unwrap_or(i32::MAX))
+            .bind(i32::try_from(drop.per_user_limit).unwrap_or_default())
             .bind(drop.total_units)
             .execute(&mut *tx)
             .await?;
@@ -285,13 +286,28 @@ impl Store for PgStore {
     }
 
     async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
+        // One statement (so one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs
+        // for orders, lines and idempotency keys, and the outbox insert as the main statement.
+        // Foreign keys are checked at the end of the statement, when the orders exist.
         let columns = BatchColumns::from_orders(orders);
-        let mut tx = self.pool.begin().await?;
+        let event_ids: Vec<uuid::Uuid> = orders.iter().map(|_| uuid::Uuid::new_v4()).collect();
+        let payloads: Vec<String> = orders.iter().map(order_created_payload).collect();
         sqlx::query(
-            "INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
-             SELECT id, user_id, status, amount, due, created, created FROM UNNEST(\
-             $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], $6::timestamptz[]) \
-             AS t(id, user_id, status, amount, due, created)",
+            "WITH new_orders AS ( \
+                 INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
+                 SELECT id, user_id, status, amount, due, created, created FROM UNNEST( \
+                     $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], $6::timestamptz[]) \
+                     AS t(id, user_id, status, amount, due, created)), \
+             new_lines AS ( \
+                 INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
+                 SELECT * FROM UNNEST($7::int8[], $8::int4[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])), \
+             new_keys AS ( \
+                 INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
+                 SELECT u, k, h, 201, o, now() FROM UNNEST($13::int8[], $14::text[], $15::text[], $16::int8[]) \
+                     AS t(u, k, h, o)) \
+             INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+             SELECT e, 'order.created', 1, a, o, p::jsonb FROM UNNEST( \
+                 $17::uuid[], $1::int8[], $6::timestamptz[], $18::text[]) AS t(e, a, o, p)",
         )
         .bind(&columns.order_ids)
         .bind(&columns.user_ids)
@@ -299,47 +315,20 @@ impl Store for PgStore {
         .bind(&columns.amounts)
         .bind(&columns.due)
         .bind(&columns.created)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
-             SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::int8[], $4::int8[], $5::int8[], $6::int8[])",
-        )
         .bind(&columns.line_order_ids)
         .bind(&columns.line_numbers)
         .bind(&columns.line_item_ids)
         .bind(&columns.line_quantities)
         .bind(&columns.line_prices)
         .bind(&columns.line_amounts)
-        .execute(&mut *tx)
-        .await?;
-        if !columns.key_user_ids.is_empty() {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
-                 SELECT u, k, h, 201, o, now() FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::int8[]) \
-                 AS t(u, k, h, o)",
-            )
-            .bind(&columns.key_user_ids)
-            .bind(&columns.keys)
-            .bind(&columns.key_hashes)
-            .bind(&columns.key_order_ids)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let event_ids: Vec<uuid::Uuid> = orders.iter().map(|_| uuid::Uuid::new_v4()).collect();
-        let payloads: Vec<String> = orders.iter().map(order_created_payload).collect();
-        sqlx::query(
-            "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-             SELECT e, 'order.created', 1, a, o, p::jsonb FROM UNNEST(\
-             $1::uuid[], $2::int8[], $3::timestamptz[], $4::text[]) AS t(e, a, o, p)",
-        )
+        .bind(&columns.key_user_ids)
+        .bind(&columns.keys)
+        .bind(&columns.key_hashes)
+        .bind(&columns.key_order_ids)
         .bind(&event_ids)
-        .bind(&columns.order_ids)
-        .bind(&columns.created)
         .bind(&payloads)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::error::StoreError;
 use crate::model::*;
-use crate::store::{normalise_roles, order_created_payload, Backend, Store};
+use crate::store::{check_new_item, normalise_roles, order_created_payload, Backend, Store};
 use crate::ConnectOptions;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -236,6 +236,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError> {
+        check_new_item(item)?;
         let created_at = Utc::now().trunc_subsecs(6);
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(

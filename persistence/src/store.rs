@@ -115,3 +115,20 @@ pub(crate) fn normalise_roles(mut roles: Vec<String>) -> Vec<String> {
     roles.dedup();
     roles
 }
+
+/// Refuses items the schema cannot hold faithfully, before either backend writes anything.
+pub(crate) fn check_new_item(item: &NewItem) -> Result<(), StoreError> {
+    if let Some(drop) = &item.drop {
+        if drop.closes_at <= drop.opens_at {
+            return Err(StoreError::Invalid(
+                "a drop must close after it opens".into(),
+            ));
+        }
+        if i32::try_from(drop.per_user_limit).is_err() {
+            return Err(StoreError::Invalid(
+                "per_user_limit does not fit the schema".into(),
+            ));
+        }
+    }
+    Ok(())
+}
