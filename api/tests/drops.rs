@@ -134,6 +134,55 @@ async fn a_retry_after_the_client_gave_up_gets_the_same_single_order(store: Stor
     assert_eq!(app.stock_of(item).await, 9);
 }
 
+async fn a_drop_past_its_queue_limit_sheds_load_with_503_and_retry_after(store: Store) {
+    // Two purchases may wait per drop; a long window keeps them waiting.
+    let app = TestApp::spawn_with(
+        store,
+        &["[engine]\nmax_queue_per_drop = 2\n[persistence]\nbatch_window_us = 200000\n"],
+    )
+    .await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 100, 100).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+
+    let answers = futures::future::join_all((0..10).map(|_| {
+        let request = app
+            .client
+            .post(app.url(&format!("/api/v1/items/{item}/purchase")))
+            .bearer_auth(&buyer)
+            .json(&serde_json::json!({"quantity": 1}));
+        async move {
+            let response = request.send().await.unwrap();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let (status, body) = common::read(response).await;
+            (status, body, retry_after)
+        }
+    }))
+    .await;
+    let created = answers
+        .iter()
+        .filter(|(status, ..)| *status == StatusCode::CREATED)
+        .count();
+    let shed: Vec<_> = answers
+        .iter()
+        .filter(|(status, ..)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(created + shed.len(), 10, "only 201 or 503: {answers:?}");
+    assert!(created >= 2, "the queued purchases went through");
+    assert!(!shed.is_empty(), "past the limit purchases are shed");
+    for (status, body, retry_after) in shed {
+        assert_error(*status, body, 503, "overloaded");
+        assert_eq!(retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+    }
+    let raw = app.db.raw().await;
+    assert_eq!(
+        raw.sales_of(item).await.0,
+        created as i64,
+        "shed purchases took nothing"
+    );
+    assert_eq!(app.stock_of(item).await, 100 - created as i64);
+}
+
 async fn keys_are_scoped_to_the_user(store: Store) {
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
@@ -293,6 +342,7 @@ both_stores!(
     heavy_5000_attempts_by_1000_users_sell_exactly_100_units,
     one_key_sent_50_times_at_once_makes_one_order,
     a_retry_after_the_client_gave_up_gets_the_same_single_order,
+    a_drop_past_its_queue_limit_sheds_load_with_503_and_retry_after,
     keys_are_scoped_to_the_user,
     the_sale_window_is_checked_before_stock_is_taken,
     a_failed_commit_answers_503_and_gives_the_units_back,
