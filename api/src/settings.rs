@@ -61,6 +61,7 @@ pub struct AuthSettings {
     /// Empty: generated once and kept in the database.
     pub jwt_secret: SecretString,
     pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,

@@ -12,7 +12,7 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::auth::{PasswordHasher, TokenKeys};
+use crate::auth::{PasswordHasher, Revocations, TokenKeys};
 use crate::idempotency::Coalescer;
 use crate::routes;
 use crate::settings::Settings;
@@ -110,6 +110,9 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         call_timeout: Duration::from_millis(settings.engine.call_timeout_ms),
         id_block_size: settings.engine.id_block_size,
     };
+    let revocations = Revocations::load(&store)
+        .await
+        .context("cannot load revoked tokens")?;
     let engine = Engine::start(store.clone(), engine_config)
         .await
         .context("cannot start the engine")?;
@@ -118,6 +121,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         store,
         engine: Arc::new(engine),
         tokens: Arc::new(tokens),
+        revocations,
         passwords,
         idempotency: Arc::new(Coalescer::default()),
         metrics: telemetry::metrics_handle(),

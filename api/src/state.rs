@@ -6,7 +6,7 @@ use hurry_engine::Engine;
 use hurry_persistence::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::auth::{PasswordHasher, TokenKeys};
+use crate::auth::{PasswordHasher, Revocations, TokenKeys};
 use crate::idempotency::Coalescer;
 use crate::settings::Settings;
 
@@ -35,6 +35,7 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
     pub tokens: Arc<TokenKeys>,
+    pub revocations: Revocations,
     pub passwords: PasswordHasher,
     pub idempotency: Arc<Coalescer>,
     pub metrics: PrometheusHandle,

@@ -116,6 +116,7 @@ async fn missing_forged_expired_and_unsigned_tokens_are_401(store: Store) {
         jti: "test".into(),
         iat: now - 10,
         exp,
+        fam: None,
     };
     let expired = app.state.tokens.sign(&claims(now - 1)).unwrap();
     let forged = hurry_api::auth::TokenKeys::new(b"not-the-server-key-not-the-server", 60)

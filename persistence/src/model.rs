@@ -154,3 +154,33 @@ pub struct Page<T> {
 
 /// Order statuses that release their units back to the drop (the others hold them).
 pub const RELEASING_STATUSES: [&str; 4] = ["payment_failed", "expired", "cancelled", "returned"];
+
+/// A refresh token to store (only its hash is kept).
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    pub user_id: i64,
+    /// Every token rotated from one login shares a family.
+    pub family_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    /// The token was live and is now used: issue its successor in the same family.
+    Rotated { user_id: i64, family_id: String },
+    /// The token had been used already: its whole family is now revoked.
+    Reused { user_id: i64, family_id: String },
+    /// Unknown, expired or revoked.
+    Invalid,
+}
+
+/// Changes to a user's profile; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+}

@@ -74,6 +74,50 @@ pub trait Store: Send + Sync + 'static {
         size: u32,
     ) -> Result<Page<OrderRecord>, StoreError>;
 
+    /// Stores a new refresh token.
+    async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError>;
+
+    /// Uses a refresh token at `now`: rotates a live one, revokes the family of a reused one.
+    async fn use_refresh_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RefreshUse, StoreError>;
+
+    /// Revokes the family of `user_id`'s refresh token `token_hash` (logout); `false` when the
+    /// token is not that user's.
+    async fn revoke_family_of(&self, user_id: i64, token_hash: &str) -> Result<bool, StoreError>;
+
+    /// Revokes every refresh family of a user except `keep_family`.
+    async fn revoke_user_families(
+        &self,
+        user_id: i64,
+        keep_family: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Refuses access token `jti` until `expires_at`.
+    async fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Denied access tokens that have not expired at `now`.
+    async fn denied_access_tokens(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+
+    /// Changes a user's profile; returns the user afterwards (`None` when unknown).
+    async fn update_profile(
+        &self,
+        user_id: i64,
+        change: &ProfileChange,
+    ) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Replaces a user's password hash.
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError>;
+
     /// The stored result of an idempotency key of a user.
     async fn idempotency_record(
         &self,

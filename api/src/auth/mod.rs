@@ -2,6 +2,7 @@
 //! handler's role requirement in its signature.
 
 pub mod password;
+pub mod sessions;
 pub mod tokens;
 
 use std::marker::PhantomData;
@@ -14,13 +15,19 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use password::PasswordHasher;
+pub use sessions::Revocations;
 pub use tokens::{Claims, TokenKeys};
 
-/// A caller with a valid access token.
+/// A caller with a valid, unrevoked access token.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub id: i64,
     pub roles: Vec<String>,
+    /// The token's id and expiry (unix seconds), for logout.
+    pub jti: String,
+    pub exp: i64,
+    /// The token's session (refresh family).
+    pub family: Option<String>,
 }
 
 impl AuthUser {
@@ -51,9 +58,15 @@ impl FromRequestParts<AppState> for AuthUser {
             .sub
             .parse()
             .map_err(|_| ApiError::unauthorized("invalid token subject"))?;
+        if state.revocations.is_denied(&claims.jti) {
+            return Err(ApiError::unauthorized("token was revoked"));
+        }
         Ok(AuthUser {
             id,
             roles: claims.roles,
+            jti: claims.jti,
+            exp: claims.exp,
+            family: claims.fam,
         })
     }
 }

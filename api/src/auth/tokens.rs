@@ -16,6 +16,9 @@ pub struct Claims {
     pub iat: i64,
     /// Expiry, unix seconds.
     pub exp: i64,
+    /// The refresh family (login session) this token belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }
 
 /// Signs and verifies access tokens.
@@ -42,11 +45,12 @@ impl TokenKeys {
         }
     }
 
-    /// A token for `user_id` with `roles`, valid for `ttl_secs`.
+    /// A token for `user_id` with `roles` in session `family`, valid for `ttl_secs`.
     pub fn issue(
         &self,
         user_id: i64,
         roles: &[String],
+        family: Option<&str>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         self.sign(&Claims {
@@ -55,6 +59,7 @@ impl TokenKeys {
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
             exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
+            fam: family.map(str::to_owned),
         })
     }
 
@@ -78,10 +83,12 @@ mod tests {
     fn issued_tokens_verify_and_carry_roles() {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 60);
         let token = keys
-            .issue(42, &["customer".into(), "seller".into()])
+            .issue(42, &["customer".into(), "seller".into()], Some("f"))
             .unwrap();
         let claims = keys.verify(&token).unwrap();
         assert_eq!(claims.sub, "42");
+        assert_eq!(claims.fam.as_deref(), Some("f"));
+        assert_eq!(claims.fam.as_deref(), Some("f"));
         assert_eq!(claims.roles, vec!["customer", "seller"]);
     }
 
@@ -96,11 +103,12 @@ mod tests {
                 jti: "j".into(),
                 iat: now - 120,
                 exp: now - 60,
+                fam: None,
             })
             .unwrap();
         assert!(keys.verify(&expired).is_err());
         let other = TokenKeys::new(b"another-secret-another-secret-xx", 60);
-        assert!(keys.verify(&other.issue(1, &[]).unwrap()).is_err());
+        assert!(keys.verify(&other.issue(1, &[], None).unwrap()).is_err());
         // header {"alg":"none","typ":"JWT"}, payload {"sub":"1","roles":["admin"],"exp":9999999999}
         let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIiwicm9sZXMiOlsiYWRtaW4iXSwianRpIjoiaiIsImlhdCI6MCwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(keys.verify(unsigned).is_err());

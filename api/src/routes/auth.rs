@@ -4,11 +4,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use hurry_persistence::{NewUser, StoreError};
+use chrono::{DateTime, Utc};
+use hurry_persistence::{NewRefreshToken, NewUser, RefreshUse, StoreError};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Admin;
+use crate::auth::sessions::{hash_refresh_token, RefreshSecret};
+use crate::auth::{Admin, AuthUser};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
@@ -17,6 +19,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/auth/signup", post(signup))
         .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
         .route("/admin/users/{id}/roles", post(grant_roles))
 }
 
@@ -50,14 +54,16 @@ pub fn normalise_email(email: &str) -> Option<String> {
     valid.then_some(email)
 }
 
-fn check_password(password: &str, details: &mut Vec<FieldError>) {
+/// Adds a detail when `password` is not 8 to 128 characters.
+pub fn check_password(password: &str, details: &mut Vec<FieldError>) {
     let length = password.chars().count();
     if !(8..=128).contains(&length) {
         details.push(FieldError::new("password", "must be 8 to 128 characters"));
     }
 }
 
-fn check_text(field: &str, value: Option<&str>, max: usize, details: &mut Vec<FieldError>) {
+/// Adds a detail when `value` is too long or holds control characters.
+pub fn check_text(field: &str, value: Option<&str>, max: usize, details: &mut Vec<FieldError>) {
     if let Some(value) = value {
         if value.chars().count() > max || value.chars().any(char::is_control) {
             details.push(FieldError::new(
@@ -128,17 +134,51 @@ struct LoginBody {
     password: String,
 }
 
+/// A token pair: the answer of login and refresh.
 #[derive(Serialize)]
-struct LoginAnswer {
+pub struct TokenPair {
     access_token: String,
+    refresh_token: String,
     token_type: &'static str,
     expires_in: u64,
+}
+
+/// Stores a new refresh token in `family` and signs an access token for the same session.
+async fn issue_pair(
+    state: &AppState,
+    user_id: i64,
+    roles: &[String],
+    family: &str,
+) -> Result<TokenPair, ApiError> {
+    let secret = RefreshSecret::generate();
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 4),
+    );
+    state
+        .store
+        .insert_refresh_token(&NewRefreshToken {
+            token_hash: secret.hash,
+            user_id,
+            family_id: family.to_owned(),
+            expires_at: Utc::now() + ttl,
+        })
+        .await?;
+    let access_token = state
+        .tokens
+        .issue(user_id, roles, Some(family))
+        .map_err(|err| ApiError::internal(&err))?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token: secret.token,
+        token_type: "Bearer",
+        expires_in: state.tokens.ttl_secs,
+    })
 }
 
 async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginBody>,
-) -> Result<Json<LoginAnswer>, ApiError> {
+) -> Result<Json<TokenPair>, ApiError> {
     let user = match normalise_email(&body.email) {
         Some(email) => state.store.user_by_email(&email).await?,
         None => None,
@@ -164,15 +204,55 @@ async fn login(
             "verify your email first",
         ));
     }
-    let access_token = state
-        .tokens
-        .issue(user.id, &user.roles)
-        .map_err(|err| ApiError::internal(&err))?;
-    Ok(Json(LoginAnswer {
-        access_token,
-        token_type: "Bearer",
-        expires_in: state.tokens.ttl_secs,
-    }))
+    let family = uuid::Uuid::new_v4().to_string();
+    Ok(Json(
+        issue_pair(&state, user.id, &user.roles, &family).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let hash = hash_refresh_token(&body.refresh_token);
+    match state.store.use_refresh_token(&hash, Utc::now()).await? {
+        RefreshUse::Rotated { user_id, family_id } => {
+            let user = state
+                .store
+                .user_by_id(user_id)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("refresh token is not valid"))?;
+            Ok(Json(
+                issue_pair(&state, user.id, &user.roles, &family_id).await?,
+            ))
+        }
+        RefreshUse::Reused { user_id, family_id } => {
+            tracing::warn!(user_id, %family_id, "refresh token reused: family revoked");
+            Err(ApiError::unauthorized("refresh token was already used"))
+        }
+        RefreshUse::Invalid => Err(ApiError::unauthorized("refresh token is not valid")),
+    }
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<StatusCode, ApiError> {
+    let hash = hash_refresh_token(&body.refresh_token);
+    // A refresh token of somebody else revokes nothing (and says nothing about it).
+    state.store.revoke_family_of(user.id, &hash).await?;
+    let expires_at = DateTime::from_timestamp(user.exp, 0).unwrap_or_else(Utc::now);
+    state
+        .revocations
+        .deny(&state.store, &user.jti, expires_at)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

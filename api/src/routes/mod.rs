@@ -5,6 +5,7 @@ pub mod auth;
 pub mod items;
 pub mod ops;
 pub mod orders;
+pub mod users;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(items::router())
         .merge(orders::router())
+        .merge(users::router())
         .merge(admin::router());
     Router::new()
         .nest("/api/v1", api)

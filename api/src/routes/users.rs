@@ -1,0 +1,138 @@
+//! The caller's own account: profile and password.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use hurry_persistence::{ProfileChange, UserRecord};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{check_password, check_text};
+use crate::auth::AuthUser;
+use crate::error::{ApiError, FieldError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users/me", get(get_me).patch(patch_me))
+        .route("/users/me/password", put(change_password))
+}
+
+#[derive(Serialize)]
+struct Profile {
+    user_id: i64,
+    email: String,
+    name: String,
+    phone: Option<String>,
+    address: Option<String>,
+    roles: Vec<String>,
+    email_verified: bool,
+}
+
+impl From<UserRecord> for Profile {
+    fn from(user: UserRecord) -> Self {
+        Self {
+            user_id: user.id,
+            email: user.email,
+            name: user.name,
+            phone: user.phone,
+            address: user.address,
+            roles: user.roles,
+            email_verified: user.email_verified,
+        }
+    }
+}
+
+async fn me(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
+    state
+        .store
+        .user_by_id(user.id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))
+}
+
+async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Profile>, ApiError> {
+    Ok(Json(me(&state, &user).await?.into()))
+}
+
+#[derive(Deserialize)]
+struct ProfileBody {
+    name: Option<String>,
+    phone: Option<String>,
+    address: Option<String>,
+}
+
+async fn patch_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<ProfileBody>,
+) -> Result<Json<Profile>, ApiError> {
+    let mut details = Vec::new();
+    let name = body.name.map(|name| name.trim().to_owned());
+    if name.as_deref().is_some_and(str::is_empty) {
+        details.push(FieldError::new("name", "must not be empty"));
+    }
+    check_text("name", name.as_deref(), 100, &mut details);
+    check_text("phone", body.phone.as_deref(), 32, &mut details);
+    check_text("address", body.address.as_deref(), 500, &mut details);
+    if !details.is_empty() {
+        return Err(ApiError::validation(details));
+    }
+    let change = ProfileChange {
+        name,
+        phone: body.phone,
+        address: body.address,
+    };
+    let updated = state
+        .store
+        .update_profile(user.id, &change)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+    Ok(Json(updated.into()))
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    let mut details = Vec::new();
+    check_password(&body.new_password, &mut details);
+    if !details.is_empty() {
+        for detail in &mut details {
+            detail.field = "new_password".to_owned();
+        }
+        return Err(ApiError::validation(details));
+    }
+    let account = me(&state, &user).await?;
+    let matches = state
+        .passwords
+        .verify(body.current_password, Some(account.password_hash))
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    if !matches {
+        return Err(ApiError::new(
+            "invalid_credentials",
+            "the current password is wrong",
+        ));
+    }
+    let hash = state
+        .passwords
+        .hash(body.new_password)
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    state.store.set_password_hash(user.id, &hash).await?;
+    // Every other session ends; this one goes on.
+    state
+        .store
+        .revoke_user_families(user.id, user.family.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

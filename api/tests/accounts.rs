@@ -1,0 +1,185 @@
+//! Sessions and the caller's account over real HTTP, against SQLite and PostgreSQL: refresh
+//! rotation with reuse detection, logout, profile, password change.
+
+mod common;
+
+use common::{assert_error, Store, TestApp, PASSWORD};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn login_pair(app: &TestApp, email: &str, password: &str) -> Value {
+    let (status, body) = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["refresh_token"].is_string() && body["access_token"].is_string());
+    body
+}
+
+async fn refresh(app: &TestApp, refresh_token: &Value) -> (StatusCode, Value) {
+    app.post(
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": refresh_token}),
+    )
+    .await
+}
+
+async fn refresh_rotates_and_a_reused_token_revokes_its_family(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.new_user("user@hurry.test").await;
+    let first = login_pair(&app, "user@hurry.test", PASSWORD).await;
+
+    let (status, second) = refresh(&app, &first["refresh_token"]).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    let (status, me) = app
+        .get("/api/v1/users/me", second["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email"], "user@hurry.test");
+
+    // The first token again: reuse. Its family, including the second token, is revoked.
+    let (status, body) = refresh(&app, &first["refresh_token"]).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = refresh(&app, &second["refresh_token"]).await;
+    assert_error(status, &body, 401, "unauthorized");
+
+    // Another login is another family, untouched.
+    let other = login_pair(&app, "user@hurry.test", PASSWORD).await;
+    let (status, _) = refresh(&app, &other["refresh_token"]).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = refresh(&app, &json!("not-a-token")).await;
+    assert_error(status, &body, 401, "unauthorized");
+}
+
+async fn logout_revokes_the_access_token_and_the_session(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.new_user("user@hurry.test").await;
+    let session = login_pair(&app, "user@hurry.test", PASSWORD).await;
+    let other = login_pair(&app, "user@hurry.test", PASSWORD).await;
+    let access = session["access_token"].as_str().unwrap();
+
+    let (status, body) = app
+        .send(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(access),
+            Some(json!({"refresh_token": session["refresh_token"]})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = app.get("/api/v1/users/me", Some(access)).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = refresh(&app, &session["refresh_token"]).await;
+    assert_error(status, &body, 401, "unauthorized");
+
+    // The other session goes on.
+    let (status, _) = app
+        .get("/api/v1/users/me", other["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = refresh(&app, &other["refresh_token"]).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn profile_reads_and_changes_only_the_callers_account(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (alice_id, alice) = app.new_user("alice@hurry.test").await;
+    let (_, bob) = app.new_user("bob@hurry.test").await;
+
+    let (status, me) = app.get("/api/v1/users/me", Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["user_id"], alice_id);
+    assert_eq!(me["roles"], json!(["customer"]));
+    assert_eq!(me["email_verified"], true);
+
+    let (status, patched) = app
+        .send(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&alice),
+            Some(json!({"name": "Alice Kim", "phone": "010-1234-5678"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["name"], "Alice Kim");
+    assert_eq!(patched["phone"], "010-1234-5678");
+    assert_eq!(patched["address"], Value::Null);
+    let (_, again) = app.get("/api/v1/users/me", Some(&alice)).await;
+    assert_eq!(again, patched);
+    let (_, bobs) = app.get("/api/v1/users/me", Some(&bob)).await;
+    assert_eq!(bobs["name"], "Test User", "bob is untouched");
+
+    for bad in [
+        json!({"name": "   "}),
+        json!({"phone": "1".repeat(33)}),
+        json!({"name": 5}),
+    ] {
+        let (status, body) = app
+            .send(
+                Method::PATCH,
+                "/api/v1/users/me",
+                Some(&alice),
+                Some(bad),
+                None,
+            )
+            .await;
+        assert_error(status, &body, 422, "validation_failed");
+    }
+    let (_, unchanged) = app.get("/api/v1/users/me", Some(&alice)).await;
+    assert_eq!(unchanged, patched, "refused changes changed nothing");
+}
+
+async fn password_change_checks_the_current_one_and_ends_other_sessions(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.new_user("user@hurry.test").await;
+    let this = login_pair(&app, "user@hurry.test", PASSWORD).await;
+    let other = login_pair(&app, "user@hurry.test", PASSWORD).await;
+    let access = this["access_token"].as_str();
+    let change = |current: &str, new: &str| {
+        app.send(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            access,
+            Some(json!({"current_password": current, "new_password": new})),
+            None,
+        )
+    };
+
+    let (status, body) = change("wrong-password", "new-password-1").await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    let (status, body) = change(PASSWORD, "short").await;
+    assert_error(status, &body, 422, "validation_failed");
+    assert_eq!(body["error"]["details"][0]["field"], "new_password");
+    let (status, body) = change(PASSWORD, "new-password-1").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    let (status, body) = refresh(&app, &other["refresh_token"]).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, _) = refresh(&app, &this["refresh_token"]).await;
+    assert_eq!(status, StatusCode::OK, "this session goes on");
+    let (status, body) = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "user@hurry.test", "password": PASSWORD}),
+        )
+        .await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    login_pair(&app, "user@hurry.test", "new-password-1").await;
+}
+
+both_stores!(
+    refresh_rotates_and_a_reused_token_revokes_its_family,
+    logout_revokes_the_access_token_and_the_session,
+    profile_reads_and_changes_only_the_callers_account,
+    password_change_checks_the_current_one_and_ends_other_sessions,
+);
