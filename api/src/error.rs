@@ -98,6 +98,17 @@ impl ApiError {
         Self::new("internal_error", "internal error")
     }
 
+    /// Sets `Retry-After` in seconds.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
+    /// The `Retry-After` this error answers with, in seconds.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after_secs
+    }
+
     /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code

@@ -9,6 +9,7 @@
 //! - [`extract`]: extractors whose rejections use the error schema.
 //! - [`error`]: [`error::ApiError`] and the code → status mapping.
 //! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
+//! - [`rate_limit`]: per-address, per-account and per-user limits.
 //! - [`views`]: JSON answer shapes.
 //! - [`telemetry`]: logs and metrics.
 
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod startup;

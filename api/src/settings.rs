@@ -87,6 +87,10 @@ pub struct PersistenceSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RateLimitSettings {
     pub enabled: bool,
+    pub login_per_ip_per_min: u32,
+    pub login_per_account_per_min: u32,
+    pub signup_per_ip_per_min: u32,
+    pub purchase_per_user_per_sec: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

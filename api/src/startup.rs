@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{PasswordHasher, Revocations, TokenKeys};
 use crate::idempotency::Coalescer;
+use crate::rate_limit::RateLimits;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
@@ -64,11 +65,20 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then stops the engine.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let engine = self.state.engine.clone();
-        let router = routes::router(self.state);
+        let state = self.state.clone();
+        let forget = tokio::spawn(async move {
+            let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every_minute.tick().await;
+                state.rate_limits.forget_idle();
+            }
+        });
+        let router = routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.listener.local_addr()?, "serving");
         let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown_signal())
             .await;
+        forget.abort();
         engine.shutdown();
         served
     }
@@ -116,6 +126,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     let engine = Engine::start(store.clone(), engine_config)
         .await
         .context("cannot start the engine")?;
+    let rate_limits = RateLimits::new(&settings.rate_limit);
     Ok(AppState::new(Shared {
         settings: Arc::new(settings),
         store,
@@ -124,6 +135,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         revocations,
         passwords,
         idempotency: Arc::new(Coalescer::default()),
+        rate_limits,
         metrics: telemetry::metrics_handle(),
     }))
 }

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::{PasswordHasher, Revocations, TokenKeys};
 use crate::idempotency::Coalescer;
+use crate::rate_limit::RateLimits;
 use crate::settings::Settings;
 
 /// Shared application state: one `Arc`, so the per-request clone axum makes is one increment.
@@ -38,5 +39,6 @@ pub struct Shared {
     pub revocations: Revocations,
     pub passwords: PasswordHasher,
     pub idempotency: Arc<Coalescer>,
+    pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,
 }

@@ -183,3 +183,71 @@ both_stores!(
     profile_reads_and_changes_only_the_callers_account,
     password_change_checks_the_current_one_and_ends_other_sessions,
 );
+
+async fn rate_limits_answer_429_with_retry_after(store: Store) {
+    let app = TestApp::spawn_with(
+        store,
+        &["[rate_limit]\nenabled = true\nlogin_per_ip_per_min = 100\nlogin_per_account_per_min = 3\nsignup_per_ip_per_min = 4\npurchase_per_user_per_sec = 2\n"],
+    )
+    .await;
+    let (_, seller) = app.seller("seller@hurry.test").await; // one signup, two logins
+    let item = app.open_drop(&seller, 100, 100).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await; // second signup
+
+    for attempt in 0..3 {
+        let (status, _) = app
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": "buyer@hurry.test", "password": "wrong-password"}),
+            )
+            .await;
+        let expected = if attempt < 2 { 401 } else { 429 };
+        assert_eq!(status.as_u16(), expected, "login attempt {attempt}");
+    }
+    let response = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"email": "buyer@hurry.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let (status, body) = common::read(response).await;
+    assert_error(status, &body, 429, "rate_limited");
+
+    let mut statuses = Vec::new();
+    for index in 0..3 {
+        let (status, _) = app
+            .post(
+                "/api/v1/auth/signup",
+                None,
+                json!({"email": format!("extra{index}@hurry.test"), "password": PASSWORD, "name": "x"}),
+            )
+            .await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(
+        statuses,
+        vec![201, 201, 429],
+        "four signups a minute from one address"
+    );
+
+    let mut purchases = Vec::new();
+    for _ in 0..3 {
+        purchases.push(app.purchase(&buyer, item, 1, None).await.0.as_u16());
+    }
+    assert_eq!(purchases, vec![201, 201, 429]);
+    assert_eq!(
+        app.db.raw().await.sales_of(item).await.0,
+        2,
+        "a limited purchase took nothing"
+    );
+}
+
+both_stores!(rate_limits_answer_429_with_retry_after);

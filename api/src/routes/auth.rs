@@ -1,6 +1,8 @@
 //! `/auth/signup`, `/auth/login` and role grants.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -76,8 +78,10 @@ pub fn check_text(field: &str, value: Option<&str>, max: usize, details: &mut Ve
 
 async fn signup(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<(StatusCode, Json<SignupAnswer>), ApiError> {
+    state.rate_limits.signup(peer.ip())?;
     let mut details = Vec::new();
     let email = normalise_email(&body.email);
     if email.is_none() {
@@ -177,8 +181,12 @@ async fn issue_pair(
 
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokenPair>, ApiError> {
+    state
+        .rate_limits
+        .login(peer.ip(), &body.email.trim().to_ascii_lowercase())?;
     let user = match normalise_email(&body.email) {
         Some(email) => state.store.user_by_email(&email).await?,
         None => None,

@@ -34,6 +34,7 @@ async fn purchase(
     IdempotencyHeader(key): IdempotencyHeader,
     ApiJson(body): ApiJson<PurchaseBody>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+    state.rate_limits.purchase(user.id)?;
     let quantity = Quantity::new(body.quantity)
         .ok_or_else(|| ApiError::invalid_field("quantity", "must be between 1 and 10000"))?;
     let canonical = format!("POST /items/{item_id}/purchase {}", quantity.get());
