@@ -130,6 +130,10 @@ impl Engine {
         idempotency: Option<IdempotencyEntry>,
     ) -> Result<OrderRecord, PurchaseError> {
         let slot = self.registry.get(item_id).ok_or(PurchaseError::NotServed)?;
+        if let Some(refusal) = slot.refusal(Utc::now()) {
+            metrics::counter!("hurry_purchases_total", "outcome" => refusal.code()).increment(1);
+            return Err(refusal.into());
+        }
         let _queued = QueueTicket::enter(&slot, self.config.max_queue_per_drop)?;
         let actor = slot.actor().ok_or(DropError::Unavailable)?;
         let answer = actor

@@ -306,7 +306,7 @@ impl Store for PgStore {
                  SELECT u, k, h, 201, o, now() FROM UNNEST($13::int8[], $14::text[], $15::text[], $16::int8[]) \
                      AS t(u, k, h, o)) \
              INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-             SELECT e, 'order.created', 1, a, o, p::jsonb FROM UNNEST( \
+             SELECT e, 'order.created', 1, a, o, p::json FROM UNNEST( \
                  $17::uuid[], $1::int8[], $6::timestamptz[], $18::text[]) AS t(e, a, o, p)",
         )
         .bind(&columns.order_ids)

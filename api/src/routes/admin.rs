@@ -31,6 +31,8 @@ struct ActorView {
     pending: i64,
     mailbox_len: usize,
     restarts: u32,
+    /// Refusals (sold out, not open, closed) answered without messaging the actor.
+    refused_without_actor: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     recent: Option<ItemStatus>,
 }
@@ -49,6 +51,7 @@ fn view(slot: &Arc<DropSlot>) -> ActorView {
         pending: slot.pending.load(Ordering::Relaxed),
         mailbox_len: slot.queued.load(Ordering::Relaxed),
         restarts: slot.restarts.load(Ordering::Relaxed),
+        refused_without_actor: slot.num_refused_in_slot.load(Ordering::Relaxed),
         recent: None,
     }
 }

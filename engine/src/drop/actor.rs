@@ -64,6 +64,8 @@ impl Actor for ItemActor {
             rates: RateWindow::default(),
         };
         state.mirror();
+        state.args.slot.set_window(&state.args.spec);
+        state.args.slot.mark_mirrored();
         state.args.slot.set_actor(Some(myself));
         tracing::debug!(item_id = state.args.item_id, unsold, "item actor started");
         Ok(state)

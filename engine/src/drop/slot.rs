@@ -5,12 +5,15 @@
 //! flight here, so that a restarted actor rebuilds its counts only once they have settled.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
+use chrono::{DateTime, Utc};
+use hurry_persistence::DropSpec;
 use ractor::ActorRef;
 use tokio::sync::Notify;
 
+use super::error::DropError;
 use super::messages::ItemMessage;
 
 /// Shared state of one drop on this node.
@@ -33,6 +36,13 @@ pub struct DropSlot {
     pub queued: AtomicUsize,
     /// Times the supervisor restarted this drop's actor.
     pub restarts: AtomicU32,
+    /// Sale window in unix microseconds, for refusals that need no actor.
+    opens_at_us: AtomicI64,
+    closes_at_us: AtomicI64,
+    /// The mirrors hold an actor's counts (false until the first actor has started).
+    mirrored: AtomicBool,
+    /// Purchases refused here, without a message to the actor.
+    pub num_refused_in_slot: AtomicU64,
 }
 
 impl DropSlot {
@@ -49,7 +59,49 @@ impl DropSlot {
             settled: Notify::new(),
             queued: AtomicUsize::new(0),
             restarts: AtomicU32::new(0),
+            opens_at_us: AtomicI64::new(i64::MAX),
+            closes_at_us: AtomicI64::new(i64::MIN),
+            mirrored: AtomicBool::new(false),
+            num_refused_in_slot: AtomicU64::new(0),
         }
+    }
+
+    /// Records the sale window.
+    pub fn set_window(&self, spec: &DropSpec) {
+        self.opens_at_us
+            .store(spec.opens_at.timestamp_micros(), Ordering::Relaxed);
+        self.closes_at_us
+            .store(spec.closes_at.timestamp_micros(), Ordering::Relaxed);
+    }
+
+    /// The mirrored counters are an actor's (set by the actor once it has started).
+    pub fn mark_mirrored(&self) {
+        self.mirrored.store(true, Ordering::Release);
+    }
+
+    /// The answer the actor would give right now without looking at the buyer: not open,
+    /// closed, or sold out. `None` when the actor has to decide. The sold-out check reads a
+    /// mirror that may lag the actor by a message, which is the same as arriving that much
+    /// earlier or later.
+    pub fn refusal(&self, now: DateTime<Utc>) -> Option<DropError> {
+        if !self.mirrored.load(Ordering::Acquire) {
+            return None;
+        }
+        let now_us = now.timestamp_micros();
+        let opens_at_us = self.opens_at_us.load(Ordering::Relaxed);
+        let refusal = if now_us < opens_at_us {
+            DropError::NotOpen {
+                opens_at: DateTime::from_timestamp_micros(opens_at_us).unwrap_or(now),
+            }
+        } else if now_us >= self.closes_at_us.load(Ordering::Relaxed) {
+            DropError::Closed
+        } else if self.available.load(Ordering::Relaxed) == 0 {
+            DropError::SoldOut
+        } else {
+            return None;
+        };
+        self.num_refused_in_slot.fetch_add(1, Ordering::Relaxed);
+        Some(refusal)
     }
 
     /// The running actor, if any.
@@ -142,5 +194,49 @@ impl DropRegistry {
             .collect();
         slots.sort_by_key(|slot| slot.item_id);
         slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn slot_open_for_an_hour(now: DateTime<Utc>, available: i64) -> DropSlot {
+        let slot = DropSlot::new(1);
+        slot.set_window(&DropSpec {
+            opens_at: now - Duration::minutes(1),
+            closes_at: now + Duration::hours(1),
+            per_user_limit: 1,
+            total_units: 10,
+        });
+        slot.available.store(available, Ordering::Relaxed);
+        slot
+    }
+
+    #[test]
+    fn nothing_is_refused_before_an_actor_has_mirrored_its_counts() {
+        let now = Utc::now();
+        let slot = slot_open_for_an_hour(now, 0);
+        assert_eq!(slot.refusal(now), None);
+        slot.mark_mirrored();
+        assert_eq!(slot.refusal(now), Some(DropError::SoldOut));
+        assert_eq!(slot.num_refused_in_slot.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn the_window_and_an_empty_stock_are_refused_and_the_rest_goes_to_the_actor() {
+        let now = Utc::now();
+        let slot = slot_open_for_an_hour(now, 3);
+        slot.mark_mirrored();
+        assert_eq!(slot.refusal(now), None);
+        assert!(matches!(
+            slot.refusal(now - Duration::minutes(2)),
+            Some(DropError::NotOpen { .. })
+        ));
+        assert_eq!(
+            slot.refusal(now + Duration::hours(2)),
+            Some(DropError::Closed)
+        );
     }
 }

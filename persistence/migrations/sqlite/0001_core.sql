@@ -61,7 +61,7 @@ CREATE TABLE orders (
 CREATE INDEX orders_by_user ON orders (user_id, id DESC);
 
 CREATE TABLE order_lines (
-    order_id   INTEGER NOT NULL REFERENCES orders (id),
+    order_id   INTEGER NOT NULL,
     line_no    INTEGER NOT NULL,
     item_id    INTEGER NOT NULL,
     quantity   INTEGER NOT NULL CHECK (quantity > 0),
@@ -83,7 +83,7 @@ CREATE TABLE idempotency_keys (
 
 CREATE TABLE outbox (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id     TEXT NOT NULL UNIQUE,
+    event_id     TEXT NOT NULL,
     event_type   TEXT NOT NULL,
     version      INTEGER NOT NULL,
     aggregate_id INTEGER NOT NULL,
