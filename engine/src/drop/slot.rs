@@ -36,9 +36,9 @@ pub struct DropSlot {
     pub queued: AtomicUsize,
     /// Times the supervisor restarted this drop's actor.
     pub restarts: AtomicU32,
-    /// Sale window in unix microseconds, for refusals that need no actor.
-    opens_at_us: AtomicI64,
-    closes_at_us: AtomicI64,
+    /// Sale window in unix nanoseconds, for refusals that need no actor.
+    opens_at_ns: AtomicI64,
+    closes_at_ns: AtomicI64,
     /// The mirrors hold an actor's counts (false until the first actor has started).
     mirrored: AtomicBool,
     /// Purchases refused here, without a message to the actor.
@@ -59,8 +59,8 @@ impl DropSlot {
             settled: Notify::new(),
             queued: AtomicUsize::new(0),
             restarts: AtomicU32::new(0),
-            opens_at_us: AtomicI64::new(i64::MAX),
-            closes_at_us: AtomicI64::new(i64::MIN),
+            opens_at_ns: AtomicI64::new(i64::MAX),
+            closes_at_ns: AtomicI64::new(i64::MIN),
             mirrored: AtomicBool::new(false),
             num_refused_in_slot: AtomicU64::new(0),
         }
@@ -68,10 +68,12 @@ impl DropSlot {
 
     /// Records the sale window.
     pub fn set_window(&self, spec: &DropSpec) {
-        self.opens_at_us
-            .store(spec.opens_at.timestamp_micros(), Ordering::Relaxed);
-        self.closes_at_us
-            .store(spec.closes_at.timestamp_micros(), Ordering::Relaxed);
+        // Past 2262 a time no longer fits in nanoseconds: such a drop never opens here.
+        let nanos = |at: DateTime<Utc>| at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        self.opens_at_ns
+            .store(nanos(spec.opens_at), Ordering::Relaxed);
+        self.closes_at_ns
+            .store(nanos(spec.closes_at), Ordering::Relaxed);
     }
 
     /// The mirrored counters are an actor's (set by the actor once it has started).
@@ -87,13 +89,13 @@ impl DropSlot {
         if !self.mirrored.load(Ordering::Acquire) {
             return None;
         }
-        let now_us = now.timestamp_micros();
-        let opens_at_us = self.opens_at_us.load(Ordering::Relaxed);
-        let refusal = if now_us < opens_at_us {
+        let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let opens_at_ns = self.opens_at_ns.load(Ordering::Relaxed);
+        let refusal = if now_ns < opens_at_ns {
             DropError::NotOpen {
-                opens_at: DateTime::from_timestamp_micros(opens_at_us).unwrap_or(now),
+                opens_at: DateTime::from_timestamp_nanos(opens_at_ns),
             }
-        } else if now_us >= self.closes_at_us.load(Ordering::Relaxed) {
+        } else if now_ns >= self.closes_at_ns.load(Ordering::Relaxed) {
             DropError::Closed
         } else if self.available.load(Ordering::Relaxed) == 0 {
             DropError::SoldOut
