@@ -9,6 +9,7 @@
 //! - [`extract`]: extractors whose rejections use the error schema.
 //! - [`error`]: [`error::ApiError`] and the code → status mapping.
 //! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
+//! - [`pii`]: encryption of personal data and the email blind index.
 //! - [`rate_limit`]: per-address, per-account and per-user limits.
 //! - [`views`]: JSON answer shapes.
 //! - [`telemetry`]: logs and metrics.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod pii;
 pub mod rate_limit;
 pub mod routes;
 pub mod settings;

@@ -23,6 +23,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub admin: AdminSettings,
     pub auth: AuthSettings,
+    pub pii: PiiSettings,
     pub engine: EngineSettings,
     pub persistence: PersistenceSettings,
     pub rate_limit: RateLimitSettings,
@@ -65,6 +66,15 @@ pub struct AuthSettings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PiiSettings {
+    /// `ID:HEX,ID:HEX`; empty: generated and kept in the database.
+    pub keys: SecretString,
+    pub current_key_id: u32,
+    /// 64 hex characters; empty: generated and kept in the database.
+    pub blind_index_key: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]

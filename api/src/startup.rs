@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::{PasswordHasher, Revocations, TokenKeys};
 use crate::idempotency::Coalescer;
+use crate::pii::{self, Pii};
 use crate::rate_limit::RateLimits;
 use crate::routes;
 use crate::settings::Settings;
@@ -102,6 +103,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         settings.auth.argon2_iterations,
         settings.auth.argon2_parallelism,
     )?;
+    let pii = build_pii(&settings, &store).await?;
     let persistence = &settings.persistence;
     let engine_config = EngineConfig {
         writer: WriterConfig {
@@ -134,10 +136,33 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         tokens: Arc::new(tokens),
         revocations,
         passwords,
+        pii,
         idempotency: Arc::new(Coalescer::default()),
         rate_limits,
         metrics: telemetry::metrics_handle(),
     }))
+}
+
+/// PII keys from configuration, or generated once and kept in the store.
+async fn build_pii(settings: &Settings, store: &Arc<dyn Store>) -> anyhow::Result<Pii> {
+    let configured = settings.pii.keys.expose_secret();
+    let (keys, current_key_id) = if configured.trim().is_empty() {
+        let key = store
+            .setting_or_init("pii_key_1", &pii::generate_key())
+            .await
+            .context("cannot read the PII key")?;
+        (vec![(1, pii::parse_key(&key)?)], 1)
+    } else {
+        (pii::parse_keys(configured)?, settings.pii.current_key_id)
+    };
+    let blind = match settings.pii.blind_index_key.expose_secret() {
+        "" => store
+            .setting_or_init("pii_blind_index_key", &pii::generate_key())
+            .await
+            .context("cannot read the blind index key")?,
+        configured => configured.to_owned(),
+    };
+    Ok(Pii::new(&keys, current_key_id, pii::parse_key(&blind)?)?)
 }
 
 async fn shutdown_signal() {

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::{PasswordHasher, Revocations, TokenKeys};
 use crate::idempotency::Coalescer;
+use crate::pii::Pii;
 use crate::rate_limit::RateLimits;
 use crate::settings::Settings;
 
@@ -38,6 +39,7 @@ pub struct Shared {
     pub tokens: Arc<TokenKeys>,
     pub revocations: Revocations,
     pub passwords: PasswordHasher,
+    pub pii: Pii,
     pub idempotency: Arc<Coalescer>,
     pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,

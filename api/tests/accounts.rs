@@ -251,3 +251,47 @@ async fn rate_limits_answer_429_with_retry_after(store: Store) {
 }
 
 both_stores!(rate_limits_answer_429_with_retry_after);
+
+async fn the_database_holds_no_plaintext_personal_data(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (status, body) = app
+        .post(
+            "/api/v1/auth/signup",
+            None,
+            json!({"email": "Alice.Kim@Hurry.test", "password": PASSWORD, "name": "Alice Kim",
+                   "phone": "010-9876-5432", "address": "1 Sejong-daero, Seoul"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["email"], "alice.kim@hurry.test");
+    let token = app.login("alice.kim@hurry.test", PASSWORD).await;
+    let (_, me) = app.get("/api/v1/users/me", Some(&token)).await;
+    assert_eq!(me["name"], "Alice Kim");
+    assert_eq!(me["phone"], "010-9876-5432");
+    assert_eq!(me["address"], "1 Sejong-daero, Seoul");
+    app.send(
+        Method::PATCH,
+        "/api/v1/users/me",
+        Some(&token),
+        Some(json!({"address": "2 Teheran-ro, Seoul"})),
+        None,
+    )
+    .await;
+
+    let raw = app.db.raw().await;
+    let leaks = raw
+        .scalar(
+            "SELECT COUNT(*) FROM users WHERE lower(email) LIKE '%alice%' OR lower(email_index) LIKE '%alice%' \
+             OR lower(name) LIKE '%alice%' OR phone LIKE '%9876%' OR lower(address) LIKE '%seoul%'",
+        )
+        .await;
+    assert_eq!(leaks, 0, "plaintext personal data in the users table");
+    let sealed = raw
+        .scalar("SELECT COUNT(*) FROM users WHERE email LIKE 'v1.%' AND name LIKE 'v1.%'")
+        .await;
+    assert_eq!(sealed, 2, "the admin's and alice's rows are sealed");
+    // The login found alice through the blind index, case-insensitively.
+    app.login("ALICE.KIM@hurry.test", PASSWORD).await;
+}
+
+both_stores!(the_database_holds_no_plaintext_personal_data);

@@ -120,6 +120,7 @@ async fn start_engine() -> anyhow::Result<Fixture> {
     let seller = store
         .create_user(&NewUser {
             email: "seller@example.com".into(),
+            email_index: "seller@example.com".into(),
             password_hash: "not-a-hash".into(),
             name: "Seller".into(),
             phone: None,

@@ -2,10 +2,12 @@
 
 use chrono::{DateTime, Utc};
 
-/// A user to create.
+/// A user to create. Personal fields arrive encrypted; the store keeps them as given.
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub email: String,
+    /// Blind index of the email: what lookups and the uniqueness check use.
+    pub email_index: String,
     pub password_hash: String,
     pub name: String,
     pub phone: Option<String>,

@@ -142,8 +142,8 @@ impl Store for PgStore {
     async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "INSERT INTO users (email, password_hash, name, phone, address, email_verified, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, now()) \
+            "INSERT INTO users (email, email_index, password_hash, name, phone, address, email_verified, created_at) \
+             VALUES ($1, $7, $2, $3, $4, $5, $6, now()) \
              RETURNING id, email, password_hash, name, phone, address, email_verified, created_at",
         )
         .bind(&user.email)
@@ -152,6 +152,7 @@ impl Store for PgStore {
         .bind(&user.phone)
         .bind(&user.address)
         .bind(user.email_verified)
+        .bind(&user.email_index)
         .fetch_one(&mut *tx)
         .await?;
         let mut record = user_from_row(&row)?;
@@ -166,8 +167,12 @@ impl Store for PgStore {
         Ok(record)
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.user_where("email = $1", Arg::Text(email)).await
+    async fn user_by_email_index(
+        &self,
+        email_index: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("email_index = $1", Arg::Text(email_index))
+            .await
     }
 
     async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {

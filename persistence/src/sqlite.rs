@@ -164,8 +164,8 @@ impl Store for SqliteStore {
     async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "INSERT INTO users (email, password_hash, name, phone, address, email_verified, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO users (email, password_hash, name, phone, address, email_verified, created_at, email_index) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              RETURNING id, email, password_hash, name, phone, address, email_verified, created_at",
         )
         .bind(&user.email)
@@ -175,6 +175,7 @@ impl Store for SqliteStore {
         .bind(&user.address)
         .bind(user.email_verified)
         .bind(Utc::now().trunc_subsecs(6))
+        .bind(&user.email_index)
         .fetch_one(&mut *tx)
         .await?;
         let mut record = user_from_row(&row)?;
@@ -191,12 +192,15 @@ impl Store for SqliteStore {
         Ok(record)
     }
 
-    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+    async fn user_by_email_index(
+        &self,
+        email_index: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
-             FROM users WHERE email = ? AND deleted_at IS NULL",
+             FROM users WHERE email_index = ? AND deleted_at IS NULL",
         )
-        .bind(email)
+        .bind(email_index)
         .fetch_optional(&self.pool)
         .await?;
         self.finish_user(row).await

@@ -28,11 +28,15 @@ pub trait Store: Send + Sync + 'static {
     /// Reserves `count` consecutive ids of sequence `name`; returns the first.
     async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError>;
 
-    /// Creates a user with the `customer` role plus `extra_roles`; `Conflict` when the email is taken.
+    /// Creates a user with the `customer` role plus `extra_roles`; `Conflict` when the email
+    /// index is taken.
     async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError>;
 
-    /// Finds a live (not deleted) user by email.
-    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Finds a live (not deleted) user by the blind index of their email.
+    async fn user_by_email_index(
+        &self,
+        email_index: &str,
+    ) -> Result<Option<UserRecord>, StoreError>;
 
     /// Finds a live user by id.
     async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError>;

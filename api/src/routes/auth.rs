@@ -104,11 +104,12 @@ async fn signup(
         .map_err(|err| ApiError::internal(&err))?;
     let verified = !state.settings.auth.require_email_verification;
     let user = NewUser {
-        email,
+        email: state.pii.seal(&email),
+        email_index: state.pii.email_index(&email),
         password_hash,
-        name: body.name.trim().to_owned(),
-        phone: body.phone,
-        address: body.address,
+        name: state.pii.seal(body.name.trim()),
+        phone: state.pii.seal_opt(body.phone.as_deref()),
+        address: state.pii.seal_opt(body.address.as_deref()),
         email_verified: verified,
         extra_roles: Vec::new(),
     };
@@ -126,7 +127,7 @@ async fn signup(
         StatusCode::CREATED,
         Json(SignupAnswer {
             user_id: created.id,
-            email: created.email,
+            email,
             email_verified: created.email_verified,
         }),
     ))
@@ -188,7 +189,12 @@ async fn login(
         .rate_limits
         .login(peer.ip(), &body.email.trim().to_ascii_lowercase())?;
     let user = match normalise_email(&body.email) {
-        Some(email) => state.store.user_by_email(&email).await?,
+        Some(email) => {
+            state
+                .store
+                .user_by_email_index(&state.pii.email_index(&email))
+                .await?
+        }
         None => None,
     };
     let stored = user.as_ref().map(|user| user.password_hash.clone());
@@ -310,7 +316,8 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<(), ApiError> {
     let email = normalise_email(&admin.email)
         .ok_or_else(|| ApiError::invalid_field("admin.email", "must be an email address"))?;
     let roles = vec!["admin".to_owned(), "seller".to_owned()];
-    if let Some(existing) = state.store.user_by_email(&email).await? {
+    let email_index = state.pii.email_index(&email);
+    if let Some(existing) = state.store.user_by_email_index(&email_index).await? {
         state.store.grant_roles(existing.id, &roles).await?;
         return Ok(());
     }
@@ -320,9 +327,10 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<(), ApiError> {
         .await
         .map_err(|err| ApiError::internal(&err))?;
     let user = NewUser {
-        email,
+        email: state.pii.seal(&email),
+        email_index,
         password_hash,
-        name: "admin".to_owned(),
+        name: state.pii.seal("admin"),
         phone: None,
         address: None,
         email_verified: true,

@@ -44,6 +44,7 @@ impl From<UserRecord> for Profile {
     }
 }
 
+/// The caller's stored account, personal fields still sealed.
 async fn me(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
     state
         .store
@@ -53,7 +54,7 @@ async fn me(state: &AppState, user: &AuthUser) -> Result<UserRecord, ApiError> {
 }
 
 async fn get_me(State(state): State<AppState>, user: AuthUser) -> Result<Json<Profile>, ApiError> {
-    Ok(Json(me(&state, &user).await?.into()))
+    Ok(Json(state.pii.open_user(me(&state, &user).await?)?.into()))
 }
 
 #[derive(Deserialize)]
@@ -80,16 +81,16 @@ async fn patch_me(
         return Err(ApiError::validation(details));
     }
     let change = ProfileChange {
-        name,
-        phone: body.phone,
-        address: body.address,
+        name: state.pii.seal_opt(name.as_deref()),
+        phone: state.pii.seal_opt(body.phone.as_deref()),
+        address: state.pii.seal_opt(body.address.as_deref()),
     };
     let updated = state
         .store
         .update_profile(user.id, &change)
         .await?
         .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
-    Ok(Json(updated.into()))
+    Ok(Json(state.pii.open_user(updated)?.into()))
 }
 
 #[derive(Deserialize)]

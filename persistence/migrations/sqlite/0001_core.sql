@@ -13,7 +13,10 @@ INSERT INTO id_blocks (name, next_id) VALUES ('orders', 1);
 
 CREATE TABLE users (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
-    email          TEXT NOT NULL UNIQUE,
+    -- Encrypted (AES-256-GCM, see the API's pii module), like name, phone and address.
+    email          TEXT NOT NULL,
+    -- HMAC-SHA256 blind index of the normalised email: lookups and uniqueness.
+    email_index    TEXT NOT NULL UNIQUE,
     password_hash  TEXT NOT NULL,
     name           TEXT NOT NULL,
     phone          TEXT,

@@ -241,10 +241,16 @@ pub fn strings(names: &[&str]) -> Vec<String> {
     names.iter().map(|name| (*name).to_owned()).collect()
 }
 
+/// The blind index the tests store for `email` (the store treats it as an opaque key).
+pub fn email_index(email: &str) -> String {
+    format!("index-of:{email}")
+}
+
 /// A user with every optional field set and the given extra roles.
 pub fn new_user(email: &str, extra_roles: &[&str]) -> NewUser {
     NewUser {
         email: email.to_owned(),
+        email_index: email_index(email),
         password_hash: format!("$argon2id$hash-of-{email}"),
         name: format!("Name of {email}"),
         phone: Some("010-1234-5678".to_owned()),
