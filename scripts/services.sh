@@ -40,13 +40,14 @@ _apt_install() {
   _as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
-_services_dir() {
+# Creates the folder for throw-away servers and arranges their stop at exit. Must run in the
+# script's own shell (not in $(...)), so that the variable and the trap stay set.
+_init_services_dir() {
   if [ -z "$SERVICES_DIR" ]; then
     SERVICES_DIR=$(mktemp -d /tmp/hurry-services.XXXXXX)
     chmod 755 "$SERVICES_DIR"
     trap _stop_services EXIT
   fi
-  echo "$SERVICES_DIR"
 }
 
 _stop_services() {
@@ -69,11 +70,11 @@ _pg_bin() {
   return 1
 }
 
-# PostgreSQL refuses to run as root: use the postgres user then.
+# PostgreSQL refuses to run as root: use the postgres user then (from /, which it can enter).
 _run_as_pg() {
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
@@ -105,10 +106,14 @@ ensure_postgres() {
   _pg_bin >/dev/null || _apt_install postgresql
   local bin dir
   bin=$(_pg_bin) || { _log "PostgreSQL: no initdb found even after installing"; return 1; }
-  dir="$(_services_dir)/pg"
+  _init_services_dir
+  dir="$SERVICES_DIR/pg"
   port=$(_free_port 55432)
   mkdir -p "$dir"
-  [ "$(id -u)" = 0 ] && { id postgres >/dev/null 2>&1 || useradd --system postgres; chown postgres "$dir"; }
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system postgres
+    chown postgres "$dir"
+  fi
   _run_as_pg "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
   _run_as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null
@@ -133,7 +138,8 @@ ensure_redis() {
   fi
   command -v redis-server >/dev/null || _apt_install redis-server
   local dir
-  dir=$(_services_dir)
+  _init_services_dir
+  dir=$SERVICES_DIR
   port=$(_free_port 56379)
   redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$dir" \
     --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >/dev/null
