@@ -338,6 +338,52 @@ async fn a_panicking_item_actor_is_restarted_with_exact_counts(store: Store) {
     assert_eq!(actor["stock_in_memory"], 40, "{actor}");
 }
 
+async fn a_failed_writer_is_restarted_and_its_waiting_purchases_get_their_units_back(store: Store) {
+    // A long window keeps the first purchases in the writer's buffer when it dies.
+    let app = TestApp::spawn_with(store, &["[persistence]\nbatch_window_us = 400000\n"]).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 10, 10).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+    let slot = app.state.engine.drop_slot(item).expect("served");
+
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let api = common::Api::new(app.addr);
+            let buyer = buyer.clone();
+            tokio::spawn(async move { api.purchase(&buyer, item, 1, None).await })
+        })
+        .collect();
+    eventually(
+        "three purchases waiting in the writer",
+        Duration::from_secs(10),
+        || async { slot.pending.load(std::sync::atomic::Ordering::Relaxed) == 3 },
+    )
+    .await;
+    assert!(app.state.engine.crash_writer().await);
+    for purchase in waiting {
+        let (status, body) = purchase.await.unwrap();
+        assert_error(status, &body, 503, "unavailable");
+    }
+    eventually(
+        "the units to come back",
+        Duration::from_secs(10),
+        || async { app.stock_of(item).await == 10 },
+    )
+    .await;
+    assert!(app.db.raw().await.order_ids().await.is_empty());
+
+    // The restarted writer takes the next purchases.
+    let answers =
+        futures::future::join_all((0..10).map(|_| app.purchase(&buyer, item, 1, None))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(app.db.raw().await.sales_of(item).await.0, 10);
+    assert_eq!(app.stock_of(item).await, 0);
+}
+
+both_stores!(a_failed_writer_is_restarted_and_its_waiting_purchases_get_their_units_back,);
+
 both_stores!(
     heavy_5000_attempts_by_1000_users_sell_exactly_100_units,
     one_key_sent_50_times_at_once_makes_one_order,

@@ -12,10 +12,11 @@ use ractor::{Actor, ActorRef};
 
 use crate::domain::Quantity;
 use crate::drop::{
-    DropError, DropRegistry, DropSlot, DropSupervisor, ItemArgs, ItemMessage, ItemStatus,
-    LocalLease, StockLease, SupervisorMessage,
+    DropError, DropRegistry, DropSlot, ItemArgs, ItemMessage, ItemStatus, LocalLease, StockLease,
+    SupervisorMessage,
 };
-use crate::writer::{IdAllocator, WriterActor, WriterArgs, WriterConfig, WriterMessage};
+use crate::supervisor::{EngineArgs, EngineMessage, EngineSupervisor};
+use crate::writer::{IdAllocator, WriterArgs, WriterConfig, WriterMessage};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -55,7 +56,9 @@ pub struct Engine {
     store: Arc<dyn Store>,
     lease: Arc<dyn StockLease>,
     registry: Arc<DropRegistry>,
+    root: ActorRef<EngineMessage>,
     supervisor: ActorRef<SupervisorMessage>,
+    /// The first writer; after a restart the drop supervisor substitutes the current one.
     writer: ActorRef<WriterMessage>,
     config: EngineConfig,
 }
@@ -69,17 +72,28 @@ impl Engine {
             ids,
             config: config.writer,
         };
-        let (writer, _) = Actor::spawn(None, WriterActor, writer_args)
-            .await
-            .map_err(|err| EngineError::Spawn(err.to_string()))?;
         let registry = Arc::new(DropRegistry::default());
-        let (supervisor, _) = Actor::spawn(None, DropSupervisor, registry.clone())
+        let args = EngineArgs {
+            writer: writer_args,
+            registry: registry.clone(),
+        };
+        let (root, _) = Actor::spawn(None, EngineSupervisor, args)
             .await
             .map_err(|err| EngineError::Spawn(err.to_string()))?;
+        let (writer, supervisor) = root
+            .call(EngineMessage::Children, Some(config.call_timeout))
+            .await
+            .ok()
+            .and_then(|answer| match answer {
+                CallResult::Success(children) => Some(children),
+                _ => None,
+            })
+            .ok_or_else(|| EngineError::Spawn("engine supervisor did not answer".into()))?;
         let engine = Self {
             store: store.clone(),
             lease: Arc::new(LocalLease),
             registry,
+            root,
             supervisor,
             writer,
             config,
@@ -185,6 +199,18 @@ impl Engine {
             .is_some_and(|actor| actor.cast(ItemMessage::Crash).is_ok())
     }
 
+    /// Makes the writer panic (tests and drills); `false` when it could not be asked.
+    pub async fn crash_writer(&self) -> bool {
+        match self
+            .root
+            .call(EngineMessage::Children, Some(self.config.call_timeout))
+            .await
+        {
+            Ok(CallResult::Success((writer, _))) => writer.cast(WriterMessage::Crash).is_ok(),
+            _ => false,
+        }
+    }
+
     /// The store the engine writes to.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
@@ -192,6 +218,7 @@ impl Engine {
 
     /// Stops the actors.
     pub fn shutdown(&self) {
+        self.root.stop(None);
         self.supervisor.stop(None);
         self.writer.stop(None);
     }

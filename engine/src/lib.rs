@@ -11,11 +11,13 @@
 //! - [`domain`]: validating value types (quantities, idempotency keys, order statuses).
 //! - [`drop`]: item actors, their supervisor, the shared registry and the stock lease.
 //! - [`writer`]: the group-commit writer and the order id allocator.
+//! - [`supervisor`]: the root actor, which restarts the writer.
 //! - [`engine`]: [`Engine`], the handle the API holds.
 
 pub mod domain;
 pub mod drop;
 pub mod engine;
+pub mod supervisor;
 pub mod writer;
 
 pub use engine::{Engine, EngineConfig};

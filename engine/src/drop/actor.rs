@@ -92,6 +92,7 @@ impl Actor for ItemActor {
             ItemMessage::Status(reply) => {
                 let _ = reply.send(state.status());
             }
+            ItemMessage::UseWriter(writer) => state.args.writer = writer,
             ItemMessage::Crash => panic!("crash requested for item {}", state.args.item_id),
         }
         Ok(())
@@ -133,22 +134,15 @@ impl ItemState {
                 }],
                 idempotency,
             },
-            settlement: Settlement::Drop {
-                actor: myself,
-                slot: self.args.slot.clone(),
-                user_id,
-                quantity,
-            },
+            settlement: Settlement::drop_units(myself, self.args.slot.clone(), user_id, quantity),
             reply,
         };
-        self.args.slot.draft_started();
-        if let Err(err) = self.args.writer.cast(WriterMessage::Write(draft)) {
-            // The writer is gone: nothing was written, so the units come straight back.
-            self.args.slot.draft_settled();
-            self.book.release(user_id, quantity);
-            if let ractor::MessagingErr::SendErr(WriterMessage::Write(draft)) = err {
-                let _ = draft.reply.send(Err(DropError::Unavailable));
-            }
+        if let Err(ractor::MessagingErr::SendErr(WriterMessage::Write(draft))) =
+            self.args.writer.cast(WriterMessage::Write(draft))
+        {
+            // The writer is gone: nothing was written. Dropping the draft settles it as not
+            // committed, which sends this actor a Settle that gives the units back.
+            let _ = draft.reply.send(Err(DropError::Unavailable));
         }
         self.mirror();
     }

@@ -1,11 +1,12 @@
 //! The item actor's protocol.
 
 use hurry_persistence::{IdempotencyEntry, OrderRecord};
-use ractor::RpcReplyPort;
+use ractor::{ActorRef, RpcReplyPort};
 use serde::Serialize;
 
 use super::error::DropError;
 use crate::domain::Quantity;
+use crate::writer::WriterMessage;
 
 /// Messages an [`ItemActor`](super::ItemActor) handles.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub enum ItemMessage {
     },
     /// Counters and recent rates.
     Status(RpcReplyPort<ItemStatus>),
+    /// Hand drafts to this writer from now on (the previous one was restarted).
+    UseWriter(ActorRef<WriterMessage>),
     /// Panics the actor. Used by tests and drills to prove supervision and recovery.
     Crash,
 }

@@ -84,6 +84,7 @@ impl Actor for WriterActor {
                 state.num_in_flight -= 1;
                 state.flush(&myself);
             }
+            WriterMessage::Crash => panic!("writer crash requested"),
         }
         Ok(())
     }
@@ -106,7 +107,10 @@ impl WriterState {
         let config = self.args.config;
         while !self.buffer.is_empty() && self.num_in_flight < config.max_concurrent_commits {
             let take = self.buffer.len().min(config.max_batch);
-            let batch: Vec<Draft> = self.buffer.drain(..take).collect();
+            let mut batch: Vec<Draft> = self.buffer.drain(..take).collect();
+            for draft in &mut batch {
+                draft.settlement.mark_committing();
+            }
             self.num_in_flight += 1;
             let args = self.args.clone();
             let myself = myself.clone();
