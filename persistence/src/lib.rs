@@ -8,8 +8,9 @@
 //!
 //! Modules:
 //! - [`model`]: plain records that cross the storage boundary.
-//! - [`store`]: the [`Store`] trait.
-//! - [`sqlite`], [`postgres`]: the two backends.
+//! - [`store`]: the [`Store`] trait and its parts ([`UserStore`], [`CatalogStore`],
+//!   [`OrderStore`], [`SessionStore`]).
+//! - [`sqlite`], [`postgres`]: the two backends, one file per part.
 //! - [`error`]: the [`StoreError`] type.
 
 pub mod error;
@@ -23,7 +24,12 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use model::*;
-pub use store::{Backend, Store};
+pub use store::{Backend, CatalogStore, OrderStore, SessionStore, Store, UserStore};
+
+/// The store traits, for `use hurry_persistence::prelude::*` where their methods are called.
+pub mod prelude {
+    pub use crate::store::{CatalogStore, OrderStore, SessionStore, Store, UserStore};
+}
 
 /// Connection settings shared by both backends.
 #[derive(Debug, Clone)]

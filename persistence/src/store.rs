@@ -13,9 +13,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// Everything the engine and the API persist.
+/// Everything the engine and the API persist: the parts below, and the basics.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    UserStore + CatalogStore + OrderStore + SessionStore + Send + Sync + 'static
+{
     /// The backend behind this store.
     fn backend(&self) -> Backend;
 
@@ -27,7 +29,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reserves `count` consecutive ids of sequence `name`; returns the first.
     async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError>;
+}
 
+/// Accounts and roles.
+#[async_trait]
+pub trait UserStore: Send + Sync {
     /// Creates a user with the `customer` role plus `extra_roles`; `Conflict` when the email
     /// index is taken.
     async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError>;
@@ -48,6 +54,20 @@ pub trait Store: Send + Sync + 'static {
         roles: &[String],
     ) -> Result<Option<Vec<String>>, StoreError>;
 
+    /// Changes a user's profile; returns the user afterwards (`None` when unknown).
+    async fn update_profile(
+        &self,
+        user_id: i64,
+        change: &ProfileChange,
+    ) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Replaces a user's password hash.
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError>;
+}
+
+/// Items and drops.
+#[async_trait]
+pub trait CatalogStore: Send + Sync {
     /// Creates an item (and its drop) in one transaction.
     async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError>;
 
@@ -62,7 +82,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Units of `item_id` held by orders that have not released them, per user.
     async fn drop_sales(&self, item_id: i64) -> Result<DropSales, StoreError>;
+}
 
+/// Orders, batched order writes and idempotency records.
+#[async_trait]
+pub trait OrderStore: Send + Sync {
     /// Writes a batch of orders with their lines, idempotency keys and `order.created` outbox
     /// events in one transaction: all or nothing.
     async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError>;
@@ -78,6 +102,17 @@ pub trait Store: Send + Sync + 'static {
         size: u32,
     ) -> Result<Page<OrderRecord>, StoreError>;
 
+    /// The stored result of an idempotency key of a user.
+    async fn idempotency_record(
+        &self,
+        user_id: i64,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// Refresh tokens and revoked access tokens.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Stores a new refresh token.
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError>;
 
@@ -111,23 +146,6 @@ pub trait Store: Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
-
-    /// Changes a user's profile; returns the user afterwards (`None` when unknown).
-    async fn update_profile(
-        &self,
-        user_id: i64,
-        change: &ProfileChange,
-    ) -> Result<Option<UserRecord>, StoreError>;
-
-    /// Replaces a user's password hash.
-    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError>;
-
-    /// The stored result of an idempotency key of a user.
-    async fn idempotency_record(
-        &self,
-        user_id: i64,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
 }
 
 /// The JSON payload of an `order.created` outbox event.

@@ -1,0 +1,146 @@
+//! PostgreSQL backend (cluster mode). Batches are written with `UNNEST` arrays: one statement
+//! per table per batch.
+
+mod catalog;
+mod orders;
+mod sessions;
+mod users;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions as _, Row};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::model::*;
+use crate::store::{normalise_roles, Backend, Store};
+use crate::ConnectOptions;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A [`Store`] on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const ITEM_COLUMNS: &str = "i.id, i.seller_id, i.name, i.description, i.price, i.stock, \
+     i.created_at, d.opens_at, d.closes_at, d.per_user_limit, d.total_units";
+
+impl PgStore {
+    /// Connects and runs the migrations.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(&options.url)?
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(connect)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests and tools that need raw SQL.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn roles_of(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+        let roles: Vec<String> =
+            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(normalise_roles(roles))
+    }
+
+    async fn user_where(
+        &self,
+        clause: &str,
+        arg: Arg<'_>,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!(
+            "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
+             FROM users WHERE {clause} AND deleted_at IS NULL"
+        );
+        let query = sqlx::query(&sql);
+        let query = match arg {
+            Arg::Int(value) => query.bind(value),
+            Arg::Text(value) => query.bind(value),
+        };
+        let Some(row) = query.fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let mut user = user_from_row(&row)?;
+        user.roles = self.roles_of(user.id).await?;
+        Ok(Some(user))
+    }
+
+    async fn lines_of(&self, order_ids: &[i64]) -> Result<Vec<(i64, OrderLine)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT order_id, item_id, quantity, unit_price, amount FROM order_lines \
+             WHERE order_id = ANY($1) ORDER BY order_id, line_no",
+        )
+        .bind(order_ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(line_from_row).collect()
+    }
+
+    async fn with_lines(&self, rows: Vec<PgRow>) -> Result<Vec<OrderRecord>, StoreError> {
+        let mut orders = rows
+            .iter()
+            .map(order_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<i64> = orders.iter().map(|order| order.id).collect();
+        attach_lines(&mut orders, self.lines_of(&ids).await?);
+        Ok(orders)
+    }
+}
+
+enum Arg<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+crate::rows::row_decoders!(PgRow);
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(init)
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError> {
+        let next: i64 = sqlx::query_scalar(
+            "UPDATE id_blocks SET next_id = next_id + $2 WHERE name = $1 RETURNING next_id",
+        )
+        .bind(name)
+        .bind(i64::from(count))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next - i64::from(count))
+    }
+}

@@ -1,0 +1,162 @@
+//! Orders and batched order writes on PostgreSQL.
+
+use super::*;
+use crate::store::order_created_payload;
+use crate::store::OrderStore;
+
+#[async_trait]
+impl OrderStore for PgStore {
+    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
+        // One statement (so one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs
+        // for orders, lines and idempotency keys, and the outbox insert as the main statement.
+        // Foreign keys are checked at the end of the statement, when the orders exist.
+        let columns = BatchColumns::from_orders(orders);
+        let event_ids: Vec<uuid::Uuid> = orders.iter().map(|_| uuid::Uuid::new_v4()).collect();
+        let payloads: Vec<String> = orders.iter().map(order_created_payload).collect();
+        sqlx::query(
+            "WITH new_orders AS ( \
+                 INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
+                 SELECT id, user_id, status, amount, due, created, created FROM UNNEST( \
+                     $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], $6::timestamptz[]) \
+                     AS t(id, user_id, status, amount, due, created)), \
+             new_lines AS ( \
+                 INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
+                 SELECT * FROM UNNEST($7::int8[], $8::int4[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])), \
+             new_keys AS ( \
+                 INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
+                 SELECT u, k, h, 201, o, now() FROM UNNEST($13::int8[], $14::text[], $15::text[], $16::int8[]) \
+                     AS t(u, k, h, o)) \
+             INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+             SELECT e, 'order.created', 1, a, o, p::json FROM UNNEST( \
+                 $17::uuid[], $1::int8[], $6::timestamptz[], $18::text[]) AS t(e, a, o, p)",
+        )
+        .bind(&columns.order_ids)
+        .bind(&columns.user_ids)
+        .bind(&columns.statuses)
+        .bind(&columns.amounts)
+        .bind(&columns.due)
+        .bind(&columns.created)
+        .bind(&columns.line_order_ids)
+        .bind(&columns.line_numbers)
+        .bind(&columns.line_item_ids)
+        .bind(&columns.line_quantities)
+        .bind(&columns.line_prices)
+        .bind(&columns.line_amounts)
+        .bind(&columns.key_user_ids)
+        .bind(&columns.keys)
+        .bind(&columns.key_hashes)
+        .bind(&columns.key_order_ids)
+        .bind(&event_ids)
+        .bind(&payloads)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, status, amount, payment_due_at, created_at FROM orders WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(self.with_lines(rows).await?.pop())
+    }
+
+    async fn list_orders(
+        &self,
+        user_id: i64,
+        page: u32,
+        size: u32,
+    ) -> Result<Page<OrderRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, status, amount, payment_due_at, created_at FROM orders \
+             WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(user_id)
+        .bind(i64::from(size))
+        .bind(i64::from(page) * i64::from(size))
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Page {
+            rows: self.with_lines(rows).await?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn idempotency_record(
+        &self,
+        user_id: i64,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row: Option<(String, i32, Option<i64>)> = sqlx::query_as(
+            "SELECT request_hash, status_code, order_id FROM idempotency_keys \
+             WHERE user_id = $1 AND key = $2",
+        )
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map(|(request_hash, status_code, order_id)| IdempotencyRecord {
+                request_hash,
+                status_code: u16::try_from(status_code).unwrap_or(500),
+                order_id,
+            }),
+        )
+    }
+}
+
+/// A batch of orders turned into one array per column, for `UNNEST`.
+#[derive(Default)]
+struct BatchColumns {
+    order_ids: Vec<i64>,
+    user_ids: Vec<i64>,
+    statuses: Vec<String>,
+    amounts: Vec<i64>,
+    due: Vec<Option<DateTime<Utc>>>,
+    created: Vec<DateTime<Utc>>,
+    line_order_ids: Vec<i64>,
+    line_numbers: Vec<i32>,
+    line_item_ids: Vec<i64>,
+    line_quantities: Vec<i64>,
+    line_prices: Vec<i64>,
+    line_amounts: Vec<i64>,
+    key_user_ids: Vec<i64>,
+    keys: Vec<String>,
+    key_hashes: Vec<String>,
+    key_order_ids: Vec<i64>,
+}
+
+impl BatchColumns {
+    fn from_orders(orders: &[NewOrder]) -> Self {
+        let mut columns = BatchColumns::default();
+        for order in orders {
+            columns.order_ids.push(order.id);
+            columns.user_ids.push(order.user_id);
+            columns.statuses.push(order.status.clone());
+            columns.amounts.push(order.amount);
+            columns.due.push(order.payment_due_at);
+            columns.created.push(order.created_at);
+            for (line_no, line) in (1_i32..).zip(&order.lines) {
+                columns.line_order_ids.push(order.id);
+                columns.line_numbers.push(line_no);
+                columns.line_item_ids.push(line.item_id);
+                columns.line_quantities.push(line.quantity);
+                columns.line_prices.push(line.unit_price);
+                columns.line_amounts.push(line.amount);
+            }
+            if let Some(entry) = &order.idempotency {
+                columns.key_user_ids.push(order.user_id);
+                columns.keys.push(entry.key.clone());
+                columns.key_hashes.push(entry.request_hash.clone());
+                columns.key_order_ids.push(order.id);
+            }
+        }
+        columns
+    }
+}

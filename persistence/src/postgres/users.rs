@@ -1,0 +1,92 @@
+//! Accounts and roles on PostgreSQL.
+
+use super::*;
+use crate::store::UserStore;
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO users (email, email_index, password_hash, name, phone, address, email_verified, created_at) \
+             VALUES ($1, $7, $2, $3, $4, $5, $6, now()) \
+             RETURNING id, email, password_hash, name, phone, address, email_verified, created_at",
+        )
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(&user.name)
+        .bind(&user.phone)
+        .bind(&user.address)
+        .bind(user.email_verified)
+        .bind(&user.email_index)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut record = user_from_row(&row)?;
+        let roles = normalise_roles(user.extra_roles.clone());
+        sqlx::query("INSERT INTO user_roles (user_id, role) SELECT $1, UNNEST($2::text[])")
+            .bind(record.id)
+            .bind(&roles)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        record.roles = roles;
+        Ok(record)
+    }
+
+    async fn user_by_email_index(
+        &self,
+        email_index: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("email_index = $1", Arg::Text(email_index))
+            .await
+    }
+
+    async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("id = $1", Arg::Int(id)).await
+    }
+
+    async fn grant_roles(
+        &self,
+        user_id: i64,
+        roles: &[String],
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        if self.user_by_id(user_id).await?.is_none() {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO user_roles (user_id, role) SELECT $1, UNNEST($2::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(roles)
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(self.roles_of(user_id).await?))
+    }
+
+    async fn update_profile(
+        &self,
+        user_id: i64,
+        change: &ProfileChange,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query(
+            "UPDATE users SET name = COALESCE($2, name), phone = COALESCE($3, phone), \
+             address = COALESCE($4, address) WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(&change.name)
+        .bind(&change.phone)
+        .bind(&change.address)
+        .execute(&self.pool)
+        .await?;
+        self.user_by_id(user_id).await
+    }
+
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! Items and drops on SQLite.
+
+use super::*;
+use crate::store::check_new_item;
+use crate::store::CatalogStore;
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError> {
+        check_new_item(item)?;
+        let created_at = Utc::now().trunc_subsecs(6);
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO items (seller_id, name, description, price, stock, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(item.seller_id)
+        .bind(&item.name)
+        .bind(&item.description)
+        .bind(item.price)
+        .bind(item.stock)
+        .bind(created_at)
+        .bind(created_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(drop) = &item.drop {
+            sqlx::query(
+                "INSERT INTO drops (item_id, opens_at, closes_at, per_user_limit, total_units) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(drop.opens_at)
+            .bind(drop.closes_at)
+            .bind(i64::from(drop.per_user_limit))
+            .bind(drop.total_units)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ItemRecord {
+            id,
+            seller_id: item.seller_id,
+            name: item.name.clone(),
+            description: item.description.clone(),
+            price: item.price,
+            stock: item.stock,
+            drop: item.drop.clone(),
+            created_at,
+        })
+    }
+
+    async fn item_by_id(&self, id: i64) -> Result<Option<ItemRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN drops d ON d.item_id = i.id \
+             WHERE i.id = ? AND i.deleted_at IS NULL"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(item_from_row).transpose()
+    }
+
+    async fn list_items(&self, page: u32, size: u32) -> Result<Page<ItemRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN drops d ON d.item_id = i.id \
+             WHERE i.deleted_at IS NULL ORDER BY i.id LIMIT ? OFFSET ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(i64::from(size))
+            .bind(i64::from(page) * i64::from(size))
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE deleted_at IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Page {
+            rows: rows.iter().map(item_from_row).collect::<Result<_, _>>()?,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn open_drops(&self, now: DateTime<Utc>) -> Result<Vec<ItemRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items i JOIN drops d ON d.item_id = i.id \
+             WHERE i.deleted_at IS NULL ORDER BY i.id"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let items = rows
+            .iter()
+            .map(item_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Timestamps are text here: compare them as times, not as strings.
+        Ok(items
+            .into_iter()
+            .filter(|item| item.drop.as_ref().is_some_and(|drop| drop.closes_at > now))
+            .collect())
+    }
+
+    async fn drop_sales(&self, item_id: i64) -> Result<DropSales, StoreError> {
+        let per_user: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT o.user_id, SUM(l.quantity) FROM order_lines l \
+             JOIN orders o ON o.id = l.order_id \
+             WHERE l.item_id = ? AND o.status NOT IN (?, ?, ?, ?) GROUP BY o.user_id",
+        )
+        .bind(item_id)
+        .bind(RELEASING_STATUSES[0])
+        .bind(RELEASING_STATUSES[1])
+        .bind(RELEASING_STATUSES[2])
+        .bind(RELEASING_STATUSES[3])
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(DropSales { per_user })
+    }
+}

@@ -1,0 +1,168 @@
+//! SQLite backend (the embedded default): one file, WAL journal, `synchronous = FULL` so an
+//! acknowledged commit survives a crash of the process or the machine. A batch is one
+//! transaction of prepared inserts.
+
+mod catalog;
+mod orders;
+mod sessions;
+mod users;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::StoreError;
+use crate::model::*;
+use crate::store::{normalise_roles, Backend, Store};
+use crate::ConnectOptions;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const ITEM_COLUMNS: &str = "i.id, i.seller_id, i.name, i.description, i.price, i.stock, \
+     i.created_at, d.opens_at, d.closes_at, d.per_user_limit, d.total_units";
+const ORDER_COLUMNS: &str = "id, user_id, status, amount, payment_due_at, created_at";
+
+/// A [`Store`] on a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating when absent) the database file and runs the migrations.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, StoreError> {
+        create_parent_folder(&options.url)?;
+        let connect = SqliteConnectOptions::from_str(&options.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests and tools that need raw SQL.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn roles_of(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
+        let roles: Vec<String> =
+            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(normalise_roles(roles))
+    }
+
+    async fn finish_user(&self, row: Option<SqliteRow>) -> Result<Option<UserRecord>, StoreError> {
+        let Some(row) = row else { return Ok(None) };
+        let mut user = user_from_row(&row)?;
+        user.roles = self.roles_of(user.id).await?;
+        Ok(Some(user))
+    }
+
+    /// Orders selected by `filter` (a clause over `orders`) with their lines.
+    async fn orders_where(
+        &self,
+        filter: &str,
+        binds: &[i64],
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {filter}");
+        let mut query = sqlx::query(&sql);
+        for value in binds {
+            query = query.bind(*value);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut orders = rows
+            .iter()
+            .map(order_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let lines_sql = format!(
+            "SELECT order_id, item_id, quantity, unit_price, amount FROM order_lines \
+             WHERE order_id IN (SELECT id FROM orders WHERE {filter}) ORDER BY order_id, line_no"
+        );
+        let mut lines_query = sqlx::query(&lines_sql);
+        for value in binds {
+            lines_query = lines_query.bind(*value);
+        }
+        let lines = lines_query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(line_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        attach_lines(&mut orders, lines);
+        Ok(orders)
+    }
+}
+
+fn create_parent_folder(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|err| StoreError::Config(format!("cannot create {parent:?}: {err}")))?;
+        }
+    }
+    Ok(())
+}
+
+crate::rows::row_decoders!(SqliteRow);
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(init)
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError> {
+        let next: i64 = sqlx::query_scalar(
+            "UPDATE id_blocks SET next_id = next_id + ? WHERE name = ? RETURNING next_id",
+        )
+        .bind(i64::from(count))
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next - i64::from(count))
+    }
+}

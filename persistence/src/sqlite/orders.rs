@@ -1,0 +1,115 @@
+//! Orders and batched order writes on SQLite.
+
+use super::*;
+use crate::store::order_created_payload;
+use crate::store::OrderStore;
+
+#[async_trait]
+impl OrderStore for SqliteStore {
+    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for order in orders {
+            sqlx::query(
+                "INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(order.id)
+            .bind(order.user_id)
+            .bind(&order.status)
+            .bind(order.amount)
+            .bind(order.payment_due_at)
+            .bind(order.created_at)
+            .bind(order.created_at)
+            .execute(&mut *tx)
+            .await?;
+            for (line_no, line) in (1_i64..).zip(&order.lines) {
+                sqlx::query(
+                    "INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(order.id)
+                .bind(line_no)
+                .bind(line.item_id)
+                .bind(line.quantity)
+                .bind(line.unit_price)
+                .bind(line.amount)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(entry) = &order.idempotency {
+                sqlx::query(
+                    "INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
+                     VALUES (?, ?, ?, 201, ?, ?)",
+                )
+                .bind(order.user_id)
+                .bind(&entry.key)
+                .bind(&entry.request_hash)
+                .bind(order.id)
+                .bind(order.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+                 VALUES (?, 'order.created', 1, ?, ?, ?)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(order.id)
+            .bind(order.created_at)
+            .bind(order_created_payload(order))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
+        Ok(self.orders_where("id = ?", &[id]).await?.pop())
+    }
+
+    async fn list_orders(
+        &self,
+        user_id: i64,
+        page: u32,
+        size: u32,
+    ) -> Result<Page<OrderRecord>, StoreError> {
+        let rows = self
+            .orders_where(
+                "id IN (SELECT id FROM orders WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?) \
+                 ORDER BY id DESC",
+                &[user_id, i64::from(size), i64::from(page) * i64::from(size)],
+            )
+            .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = ?")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Page {
+            rows,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn idempotency_record(
+        &self,
+        user_id: i64,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT request_hash, status_code, order_id FROM idempotency_keys \
+             WHERE user_id = ? AND key = ?",
+        )
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(
+            row.map(|(request_hash, status_code, order_id)| IdempotencyRecord {
+                request_hash,
+                status_code: u16::try_from(status_code).unwrap_or(500),
+                order_id,
+            }),
+        )
+    }
+}

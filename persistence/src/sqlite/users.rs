@@ -1,0 +1,112 @@
+//! Accounts and roles on SQLite.
+
+use super::*;
+use crate::store::UserStore;
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO users (email, password_hash, name, phone, address, email_verified, created_at, email_index) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             RETURNING id, email, password_hash, name, phone, address, email_verified, created_at",
+        )
+        .bind(&user.email)
+        .bind(&user.password_hash)
+        .bind(&user.name)
+        .bind(&user.phone)
+        .bind(&user.address)
+        .bind(user.email_verified)
+        .bind(Utc::now().trunc_subsecs(6))
+        .bind(&user.email_index)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut record = user_from_row(&row)?;
+        let roles = normalise_roles(user.extra_roles.clone());
+        for role in &roles {
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES (?, ?)")
+                .bind(record.id)
+                .bind(role)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        record.roles = roles;
+        Ok(record)
+    }
+
+    async fn user_by_email_index(
+        &self,
+        email_index: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
+             FROM users WHERE email_index = ? AND deleted_at IS NULL",
+        )
+        .bind(email_index)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.finish_user(row).await
+    }
+
+    async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
+             FROM users WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        self.finish_user(row).await
+    }
+
+    async fn grant_roles(
+        &self,
+        user_id: i64,
+        roles: &[String],
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        if self.user_by_id(user_id).await?.is_none() {
+            return Ok(None);
+        }
+        let mut tx = self.pool.begin().await?;
+        for role in roles {
+            sqlx::query(
+                "INSERT INTO user_roles (user_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(user_id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(self.roles_of(user_id).await?))
+    }
+
+    async fn update_profile(
+        &self,
+        user_id: i64,
+        change: &ProfileChange,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        sqlx::query(
+            "UPDATE users SET name = COALESCE(?2, name), phone = COALESCE(?3, phone), \
+             address = COALESCE(?4, address) WHERE id = ?1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(&change.name)
+        .bind(&change.phone)
+        .bind(&change.address)
+        .execute(&self.pool)
+        .await?;
+        self.user_by_id(user_id).await
+    }
+
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
+            .bind(user_id)
+            .bind(password_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
