@@ -295,3 +295,78 @@ async fn the_database_holds_no_plaintext_personal_data(store: Store) {
 }
 
 both_stores!(the_database_holds_no_plaintext_personal_data);
+
+async fn deleting_the_account_cancels_open_orders_and_ends_every_session(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 5, 2).await;
+    app.new_user("leaver@hurry.test").await;
+    let session = login_pair(&app, "leaver@hurry.test", PASSWORD).await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let (status, order) = app.purchase(&access, item, 2, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(app.stock_of(item).await, 3);
+    let delete = |password: &str| {
+        app.send(
+            Method::DELETE,
+            "/api/v1/users/me",
+            Some(&access),
+            Some(json!({"password": password})),
+            None,
+        )
+    };
+
+    let (status, body) = delete("wrong-password").await;
+    assert_error(status, &body, 401, "invalid_credentials");
+    let (status, _) = app.get("/api/v1/users/me", Some(&access)).await;
+    assert_eq!(status, StatusCode::OK, "a refused deletion changes nothing");
+    assert_eq!(app.stock_of(item).await, 3);
+
+    let (status, body) = delete(PASSWORD).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = app.get("/api/v1/users/me", Some(&access)).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = refresh(&app, &session["refresh_token"]).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = app
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "leaver@hurry.test", "password": PASSWORD}),
+        )
+        .await;
+    assert_error(status, &body, 401, "invalid_credentials");
+
+    assert_eq!(
+        app.stock_of(item).await,
+        5,
+        "the cancelled order's units are back"
+    );
+    let raw = app.db.raw().await;
+    let order_id = order["id"].as_i64().unwrap();
+    assert_eq!(
+        raw.scalar(&format!(
+            "SELECT COUNT(*) FROM orders WHERE id = {order_id} AND status = 'cancelled'"
+        ))
+        .await,
+        1,
+        "the order is kept, cancelled, for the seller's books"
+    );
+    assert_eq!(
+        raw.scalar("SELECT COUNT(*) FROM outbox WHERE event_type = 'order.cancelled'")
+            .await,
+        1
+    );
+    assert_eq!(
+        raw.scalar("SELECT COUNT(*) FROM users WHERE deleted_at IS NOT NULL AND phone IS NULL")
+            .await,
+        1
+    );
+    // The address is free again, and the drop sells the returned units.
+    let (_, newcomer) = app.new_user("leaver@hurry.test").await;
+    let (status, _) = app.purchase(&newcomer, item, 2, None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(app.stock_of(item).await, 3);
+}
+
+both_stores!(deleting_the_account_cancels_open_orders_and_ends_every_session);

@@ -10,7 +10,7 @@ use hurry_persistence::{IdempotencyEntry, ItemRecord, OrderRecord, Store, StoreE
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 
-use crate::domain::Quantity;
+use crate::domain::{OrderStatus, Quantity};
 use crate::drop::{
     DropError, DropRegistry, DropSlot, ItemArgs, ItemMessage, ItemStatus, LocalLease, StockLease,
     SupervisorMessage,
@@ -166,6 +166,48 @@ impl Engine {
             Ok(CallResult::Timeout) | Ok(CallResult::SenderError) | Err(_) => {
                 Err(PurchaseError::Drop(DropError::Unavailable))
             }
+        }
+    }
+
+    /// Cancels pending order `order_id` whose one line is `quantity` units of `item_id`,
+    /// giving the units back to the drop when it is served here; `Ok(false)` when the order was
+    /// no longer pending.
+    pub async fn cancel_order(
+        &self,
+        order_id: i64,
+        item_id: i64,
+        user_id: i64,
+        quantity: Quantity,
+    ) -> Result<bool, PurchaseError> {
+        let Some(actor) = self.registry.get(item_id).and_then(|slot| slot.actor()) else {
+            if self.registry.get(item_id).is_some() {
+                // Served, but restarting: its recount must not race this change.
+                return Err(DropError::Unavailable.into());
+            }
+            return self
+                .store
+                .transition_order(
+                    order_id,
+                    OrderStatus::PendingPayment.as_str(),
+                    OrderStatus::Cancelled.as_str(),
+                )
+                .await
+                .map_err(|_| PurchaseError::Drop(DropError::Unavailable));
+        };
+        let answer = actor
+            .call(
+                |reply| ItemMessage::Cancel {
+                    order_id,
+                    user_id,
+                    quantity,
+                    reply,
+                },
+                Some(self.config.call_timeout),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(result)) => result.map_err(PurchaseError::Drop),
+            _ => Err(DropError::Unavailable.into()),
         }
     }
 

@@ -63,6 +63,19 @@ pub trait UserStore: Send + Sync {
 
     /// Replaces a user's password hash.
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError>;
+
+    /// Deletes a user: personal fields become `shredded`, the email index becomes
+    /// `freed_index` (so the address can sign up again), every refresh family is revoked.
+    /// Orders stay, for the sellers' books. `false` for an unknown or already deleted user.
+    async fn delete_user(
+        &self,
+        user_id: i64,
+        shredded: &str,
+        freed_index: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Ids of deleted users, whose tokens are refused.
+    async fn deleted_user_ids(&self) -> Result<Vec<i64>, StoreError>;
 }
 
 /// Items and drops.
@@ -101,6 +114,22 @@ pub trait OrderStore: Send + Sync {
         page: u32,
         size: u32,
     ) -> Result<Page<OrderRecord>, StoreError>;
+
+    /// Moves order `order_id` from status `from` to `to` and writes an `order.<to>` outbox
+    /// event, in one transaction; `false` (and nothing written) when it was not in `from`.
+    async fn transition_order(
+        &self,
+        order_id: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// A user's orders in `status`, with their lines, oldest first.
+    async fn orders_in_status(
+        &self,
+        user_id: i64,
+        status: &str,
+    ) -> Result<Vec<OrderRecord>, StoreError>;
 
     /// The stored result of an idempotency key of a user.
     async fn idempotency_record(

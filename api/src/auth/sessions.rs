@@ -34,11 +34,13 @@ pub fn hash_refresh_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Access tokens refused before their expiry, by `jti`.
+/// Access tokens refused before their expiry: by `jti` (logout) and by user (deletion).
 #[derive(Default)]
 pub struct Revocations {
     /// jti → expiry (unix seconds).
     denied: DashMap<String, i64>,
+    /// Deleted users: every token of theirs is refused.
+    deleted_users: DashMap<i64, ()>,
 }
 
 impl Revocations {
@@ -47,6 +49,9 @@ impl Revocations {
         let revocations = Self::default();
         for (jti, expires_at) in store.denied_access_tokens(Utc::now()).await? {
             revocations.denied.insert(jti, expires_at.timestamp());
+        }
+        for user_id in store.deleted_user_ids().await? {
+            revocations.deleted_users.insert(user_id, ());
         }
         Ok(revocations)
     }
@@ -70,5 +75,15 @@ impl Revocations {
     /// Whether `jti` was revoked.
     pub fn is_denied(&self, jti: &str) -> bool {
         self.denied.contains_key(jti)
+    }
+
+    /// Refuses every token of `user_id` from now on (the user is deleted in the store).
+    pub fn deny_user(&self, user_id: i64) {
+        self.deleted_users.insert(user_id, ());
+    }
+
+    /// Whether `user_id` was deleted.
+    pub fn is_user_denied(&self, user_id: i64) -> bool {
+        self.deleted_users.contains_key(&user_id)
     }
 }

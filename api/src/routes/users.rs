@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use hurry_persistence::{ProfileChange, UserRecord};
+use hurry_engine::domain::{OrderStatus, Quantity};
+use hurry_persistence::{OrderRecord, ProfileChange, UserRecord};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{check_password, check_text};
@@ -15,7 +16,7 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/users/me", get(get_me).patch(patch_me))
+        .route("/users/me", get(get_me).patch(patch_me).delete(delete_me))
         .route("/users/me/password", put(change_password))
 }
 
@@ -136,4 +137,70 @@ async fn change_password(
         .revoke_user_families(user.id, user.family.as_deref())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct DeleteBody {
+    password: String,
+}
+
+/// Deletes the caller's account: open orders are cancelled (their units go back to the drop),
+/// personal data is shredded, every session ends; the order history stays for the sellers.
+async fn delete_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<DeleteBody>,
+) -> Result<StatusCode, ApiError> {
+    let account = me(&state, &user).await?;
+    let matches = state
+        .passwords
+        .verify(body.password, Some(account.password_hash))
+        .await
+        .map_err(|err| ApiError::internal(&err))?;
+    if !matches {
+        return Err(ApiError::new(
+            "invalid_credentials",
+            "the password is wrong",
+        ));
+    }
+    // Cancel first: a failure here leaves the account as it was, and a retry is safe
+    // (an order that is no longer pending is skipped).
+    let open = state
+        .store
+        .orders_in_status(user.id, OrderStatus::PendingPayment.as_str())
+        .await?;
+    for order in open {
+        cancel_open_order(&state, user.id, &order).await?;
+    }
+    state
+        .store
+        .delete_user(
+            user.id,
+            &state.pii.seal(""),
+            &format!("deleted:{}", user.id),
+        )
+        .await?;
+    state.revocations.deny_user(user.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cancel_open_order(
+    state: &AppState,
+    user_id: i64,
+    order: &OrderRecord,
+) -> Result<(), ApiError> {
+    let [line] = order.lines.as_slice() else {
+        // Multi-line orders arrive with general orders; none can exist yet.
+        return Err(ApiError::new(
+            "unavailable",
+            "cannot cancel a multi-line order yet",
+        ));
+    };
+    let quantity = Quantity::new(line.quantity)
+        .ok_or_else(|| ApiError::new("unavailable", "stored order line has a bad quantity"))?;
+    state
+        .engine
+        .cancel_order(order.id, line.item_id, user_id, quantity)
+        .await?;
+    Ok(())
 }

@@ -92,6 +92,21 @@ impl Actor for ItemActor {
             ItemMessage::Status(reply) => {
                 let _ = reply.send(state.status());
             }
+            ItemMessage::Cancel {
+                order_id,
+                user_id,
+                quantity,
+                reply,
+            } => state.cancel(myself, order_id, user_id, quantity, reply),
+            ItemMessage::Restock { user_id, quantity } => {
+                state.book.restock(user_id, quantity);
+                state.mirror();
+            }
+            ItemMessage::Recount => {
+                return Err(
+                    format!("item {} must recount from the store", state.args.item_id).into(),
+                )
+            }
             ItemMessage::UseWriter(writer) => state.args.writer = writer,
             ItemMessage::Crash => panic!("crash requested for item {}", state.args.item_id),
         }
@@ -145,6 +160,46 @@ impl ItemState {
             let _ = draft.reply.send(Err(DropError::Unavailable));
         }
         self.mirror();
+    }
+
+    /// Cancels off the actor's loop; the slot counts it in flight so that a restart waits for
+    /// the outcome before recounting.
+    fn cancel(
+        &self,
+        myself: ActorRef<ItemMessage>,
+        order_id: i64,
+        user_id: i64,
+        quantity: Quantity,
+        reply: RpcReplyPort<Result<bool, DropError>>,
+    ) {
+        let slot = self.args.slot.clone();
+        let store = self.args.store.clone();
+        slot.draft_started();
+        tokio::spawn(async move {
+            let cancelled = store
+                .transition_order(
+                    order_id,
+                    OrderStatus::PendingPayment.as_str(),
+                    OrderStatus::Cancelled.as_str(),
+                )
+                .await;
+            let answer = match cancelled {
+                Ok(true) => {
+                    let _ = myself.cast(ItemMessage::Restock { user_id, quantity });
+                    Ok(true)
+                }
+                Ok(false) => Ok(false),
+                Err(err) => {
+                    // The update may have landed: only the store can tell how many units are
+                    // sold now, so this actor starts again from it.
+                    tracing::error!(error = %err, order_id, "cancellation outcome unknown");
+                    let _ = myself.cast(ItemMessage::Recount);
+                    Err(DropError::Unavailable)
+                }
+            };
+            slot.draft_settled();
+            let _ = reply.send(answer);
+        });
     }
 
     fn settle(&mut self, user_id: i64, quantity: Quantity, committed: bool) {

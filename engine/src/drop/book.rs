@@ -124,6 +124,20 @@ impl DropBook {
         self.debug_check();
     }
 
+    /// A committed order gave its units back (cancelled, expired, returned).
+    pub fn restock(&mut self, user_id: i64, quantity: Quantity) {
+        let units = quantity.get();
+        self.sold -= i64::from(units);
+        self.available += i64::from(units);
+        if let Some(held) = self.holdings.get_mut(&user_id) {
+            *held = held.saturating_sub(units);
+            if *held == 0 {
+                self.holdings.remove(&user_id);
+            }
+        }
+        self.debug_check();
+    }
+
     fn debug_check(&self) {
         debug_assert!(self.available >= 0, "available went negative");
         debug_assert!(self.pending >= 0, "pending went negative");
@@ -217,6 +231,16 @@ mod tests {
         assert_eq!(book.reserve(1, qty(1), now), Ok(()));
         book.commit(qty(1));
         assert_eq!((book.available(), book.pending(), book.sold()), (0, 0, 1));
+    }
+
+    #[test]
+    fn restock_returns_sold_units_and_the_allowance() {
+        let mut book = DropBook::new(spec(2, 1), &[(1, 1), (2, 1)], 0);
+        let now = during(&book);
+        assert_eq!(book.reserve(3, qty(1), now), Err(DropError::SoldOut));
+        book.restock(1, qty(1));
+        assert_eq!((book.available(), book.sold()), (1, 1));
+        assert_eq!(book.reserve(1, qty(1), now), Ok(()), "user 1 may buy again");
     }
 
     #[test]

@@ -24,6 +24,18 @@ pub enum ItemMessage {
         quantity: Quantity,
         committed: bool,
     },
+    /// Cancel pending order `order_id` (one line of `quantity` units for `user_id`) and
+    /// restock its units once the store confirms; answers whether this call cancelled it.
+    Cancel {
+        order_id: i64,
+        user_id: i64,
+        quantity: Quantity,
+        reply: RpcReplyPort<Result<bool, DropError>>,
+    },
+    /// A cancellation committed: the units are sellable again.
+    Restock { user_id: i64, quantity: Quantity },
+    /// The store's state is in doubt: fail, so the supervisor restarts this actor from it.
+    Recount,
     /// Counters and recent rates.
     Status(RpcReplyPort<ItemStatus>),
     /// Hand drafts to this writer from now on (the previous one was restarted).

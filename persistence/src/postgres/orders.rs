@@ -88,6 +88,48 @@ impl OrderStore for PgStore {
         })
     }
 
+    async fn transition_order(
+        &self,
+        order_id: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let changed: Option<i64> = sqlx::query_scalar(
+            "WITH changed AS ( \
+                 UPDATE orders SET status = $3, updated_at = now() \
+                 WHERE id = $1 AND status = $2 RETURNING id, user_id, amount), \
+             events AS ( \
+                 INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+                 SELECT gen_random_uuid(), 'order.' || $3, 1, id, now(), \
+                        json_build_object('order_id', id, 'user_id', user_id, 'amount', amount, \
+                                          'from', $2::text, 'status', $3::text) \
+                 FROM changed) \
+             SELECT id FROM changed",
+        )
+        .bind(order_id)
+        .bind(from)
+        .bind(to)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(changed.is_some())
+    }
+
+    async fn orders_in_status(
+        &self,
+        user_id: i64,
+        status: &str,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, status, amount, payment_due_at, created_at FROM orders \
+             WHERE user_id = $1 AND status = $2 ORDER BY id",
+        )
+        .bind(user_id)
+        .bind(status)
+        .fetch_all(&self.pool)
+        .await?;
+        self.with_lines(rows).await
+    }
+
     async fn idempotency_record(
         &self,
         user_id: i64,

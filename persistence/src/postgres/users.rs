@@ -89,4 +89,38 @@ impl UserStore for PgStore {
             .await?;
         Ok(())
     }
+
+    async fn delete_user(
+        &self,
+        user_id: i64,
+        shredded: &str,
+        freed_index: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(
+            "UPDATE users SET email = $2, name = $2, phone = NULL, address = NULL, \
+             email_index = $3, deleted_at = now() WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(shredded)
+        .bind(freed_index)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn deleted_user_ids(&self) -> Result<Vec<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM users WHERE deleted_at IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
 }

@@ -91,6 +91,58 @@ impl OrderStore for SqliteStore {
         })
     }
 
+    async fn transition_order(
+        &self,
+        order_id: i64,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now().trunc_subsecs(6);
+        let mut tx = self.pool.begin().await?;
+        let changed: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE orders SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2 \
+             RETURNING user_id, amount",
+        )
+        .bind(order_id)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((user_id, amount)) = changed else {
+            return Ok(false);
+        };
+        let payload = serde_json::json!({
+            "order_id": order_id, "user_id": user_id, "amount": amount, "from": from, "status": to,
+        });
+        sqlx::query(
+            "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+             VALUES (?, ?, 1, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(format!("order.{to}"))
+        .bind(order_id)
+        .bind(now)
+        .bind(payload.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn orders_in_status(
+        &self,
+        user_id: i64,
+        status: &str,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        // orders_where binds integers only; a user's orders are few, so filter here.
+        let mut orders = self
+            .orders_where("user_id = ? ORDER BY id", &[user_id])
+            .await?;
+        orders.retain(|order| order.status == status);
+        Ok(orders)
+    }
+
     async fn idempotency_record(
         &self,
         user_id: i64,
