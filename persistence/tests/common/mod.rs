@@ -68,6 +68,11 @@ impl TestStore {
             .await
     }
 
+    /// One integer from a query run behind the store's back.
+    pub async fn count(&self, sql: &str) -> anyhow::Result<i64> {
+        self.raw.scalar(sql).await
+    }
+
     /// Runs a statement behind the store's back.
     pub async fn execute(&self, sql: &str) -> anyhow::Result<()> {
         let done = match &self.raw {

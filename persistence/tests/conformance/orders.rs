@@ -3,6 +3,8 @@
 use super::*;
 
 on_both_backends!(
+    transition_order_moves_only_from_the_expected_status_and_writes_an_event,
+    orders_in_status_lists_only_the_users_orders_in_that_status,
     committed_orders_read_back_with_their_lines_in_line_order,
     list_orders_is_newest_first_paged_and_only_the_users_own,
     idempotency_record_returns_the_hash_status_and_order_of_that_user,
@@ -316,5 +318,79 @@ async fn drop_sales_sums_units_per_user_without_releasing_orders(backend: Backen
     assert_eq!(sales.total(), 6);
     assert_eq!(other_sales.per_user, [(alice, 5), (bob, 1)]);
     assert_eq!(no_sales, DropSales::default());
+    Ok(())
+}
+
+async fn transition_order_moves_only_from_the_expected_status_and_writes_an_event(
+    backend: Backend,
+) -> Result<()> {
+    // Arrange
+    let db = TestStore::open(backend).await?;
+    db.commit_orders(&[
+        order(1, 7, "pending_payment", &[(10, 2)]),
+        order(2, 7, "paid", &[(10, 1)]),
+    ])
+    .await?;
+
+    // Act
+    let first = db
+        .transition_order(1, "pending_payment", "cancelled")
+        .await?;
+    let again = db
+        .transition_order(1, "pending_payment", "cancelled")
+        .await?;
+    let wrong_state = db
+        .transition_order(2, "pending_payment", "cancelled")
+        .await?;
+    let unknown = db
+        .transition_order(99, "pending_payment", "cancelled")
+        .await?;
+
+    // Assert
+    assert!(first, "a pending order is cancelled");
+    assert!(!again && !wrong_state && !unknown, "nothing else moves");
+    let cancelled = db.order_by_id(1).await?.context("order 1")?;
+    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.lines.len(), 1, "lines are kept");
+    assert_eq!(db.order_by_id(2).await?.context("order 2")?.status, "paid");
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM outbox WHERE event_type = 'order.cancelled' AND aggregate_id = 1"
+        )
+        .await?,
+        1,
+        "one event, only for the move that happened"
+    );
+    assert_eq!(
+        db.drop_sales(10).await?,
+        DropSales {
+            per_user: vec![(7, 1)]
+        },
+        "the cancelled order's units are no longer held"
+    );
+    Ok(())
+}
+
+async fn orders_in_status_lists_only_the_users_orders_in_that_status(
+    backend: Backend,
+) -> Result<()> {
+    // Arrange
+    let db = TestStore::open(backend).await?;
+    db.commit_orders(&[
+        order(1, 7, "pending_payment", &[(10, 1)]),
+        order(2, 7, "paid", &[(10, 1)]),
+        order(3, 8, "pending_payment", &[(10, 1)]),
+        order(4, 7, "pending_payment", &[(11, 2), (12, 1)]),
+    ])
+    .await?;
+
+    // Act
+    let pending = db.orders_in_status(7, "pending_payment").await?;
+
+    // Assert
+    let ids: Vec<i64> = pending.iter().map(|order| order.id).collect();
+    assert_eq!(ids, vec![1, 4], "oldest first, only user 7, only pending");
+    assert_eq!(pending[1].lines.len(), 2, "with their lines");
+    assert!(db.orders_in_status(7, "shipping").await?.is_empty());
     Ok(())
 }
