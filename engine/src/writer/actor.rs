@@ -161,7 +161,7 @@ async fn commit_batch(args: &WriterArgs, batch: Vec<Draft>) {
                 let _ = draft.reply.send(Ok(order.to_record()));
             }
         }
-        Outcome::NotCommitted => settle_all(batch, false),
+        Outcome::NotCommitted => refuse_all(batch),
         Outcome::Unknown(first_id) => settle_unknown(args, batch, first_id).await,
     }
 }
@@ -183,7 +183,7 @@ async fn settle_unknown(args: &WriterArgs, batch: Vec<Draft>, first_id: i64) {
                 let _ = draft.reply.send(Ok(order.to_record()));
             }
         }
-        Ok(None) => settle_all(batch, false),
+        Ok(None) => refuse_all(batch),
         Err(_) => {
             let mut settlements = Vec::with_capacity(batch.len());
             for draft in batch {
@@ -202,10 +202,10 @@ async fn settle_unknown(args: &WriterArgs, batch: Vec<Draft>, first_id: i64) {
 }
 
 /// Settles every draft of a batch that is known not to be committed and answers `Unavailable`.
-fn settle_all(batch: Vec<Draft>, committed: bool) {
+fn refuse_all(batch: Vec<Draft>) {
     for draft in batch {
         // The actor hears first, so a shopper's retry finds the units back.
-        draft.settlement.settle(committed);
+        draft.settlement.settle(false);
         let _ = draft.reply.send(Err(DropError::Unavailable));
     }
 }
