@@ -68,6 +68,22 @@ pub struct ItemRecord {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewItem {
+    /// The record this item reads back as, once stored under `id` at `created_at`.
+    pub fn to_record(&self, id: i64, created_at: DateTime<Utc>) -> ItemRecord {
+        ItemRecord {
+            id,
+            seller_id: self.seller_id,
+            name: self.name.clone(),
+            description: self.description.clone(),
+            price: self.price,
+            stock: self.stock,
+            drop: self.drop.clone(),
+            created_at,
+        }
+    }
+}
+
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderLine {

@@ -37,16 +37,7 @@ impl CatalogStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(ItemRecord {
-            id,
-            seller_id: item.seller_id,
-            name: item.name.clone(),
-            description: item.description.clone(),
-            price: item.price,
-            stock: item.stock,
-            drop: item.drop.clone(),
-            created_at,
-        })
+        Ok(item.to_record(id, created_at))
     }
 
     async fn item_by_id(&self, id: i64) -> Result<Option<ItemRecord>, StoreError> {

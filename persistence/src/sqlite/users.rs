@@ -40,24 +40,18 @@ impl UserStore for SqliteStore {
         &self,
         email_index: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
-             FROM users WHERE email_index = ? AND deleted_at IS NULL",
-        )
-        .bind(email_index)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&live_user_by("email_index"))
+            .bind(email_index)
+            .fetch_optional(&self.pool)
+            .await?;
         self.finish_user(row).await
     }
 
     async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
-             FROM users WHERE id = ? AND deleted_at IS NULL",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&live_user_by("id"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         self.finish_user(row).await
     }
 
@@ -145,4 +139,12 @@ impl UserStore for SqliteStore {
                 .await?,
         )
     }
+}
+
+/// The live user whose column `column` equals the one bound parameter.
+fn live_user_by(column: &str) -> String {
+    format!(
+        "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
+         FROM users WHERE {column} = ? AND deleted_at IS NULL"
+    )
 }
