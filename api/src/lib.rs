@@ -8,6 +8,7 @@
 //! - [`auth`]: password hashing, access tokens, role extractors.
 //! - [`extract`]: extractors whose rejections use the error schema.
 //! - [`error`]: [`error::ApiError`] and the code → status mapping.
+//! - [`events`]: the event bus, outbox relay and consumers of this server.
 //! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
 //! - [`pii`]: encryption of personal data and the email blind index.
 //! - [`rate_limit`]: per-address, per-account and per-user limits.
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod pii;

@@ -27,6 +27,7 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub persistence: PersistenceSettings,
     pub rate_limit: RateLimitSettings,
+    pub events: EventsSettings,
     pub log: LogSettings,
 }
 
@@ -48,6 +49,24 @@ pub struct DatabaseSettings {
 pub struct RedisSettings {
     /// Empty: embedded mode.
     pub url: String,
+    /// Prefix of every key this deployment uses.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventsSettings {
+    pub relay_batch: u32,
+    pub relay_shards: u32,
+    pub relay_poll_ms: u64,
+    pub relay_max_backoff_ms: u64,
+    pub retention_hours: u64,
+    pub prune_interval_secs: u64,
+    pub stream_max_len: usize,
+    pub consumer_batch: usize,
+    pub read_wait_ms: u64,
+    pub max_deliveries: u32,
+    pub retry_base_ms: u64,
+    pub claim_idle_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

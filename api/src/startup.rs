@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::auth::{PasswordHasher, Revocations, TokenKeys};
+use crate::events::EventSystem;
 use crate::idempotency::Coalescer;
 use crate::pii::{self, Pii};
 use crate::rate_limit::RateLimits;
@@ -66,6 +67,7 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then stops the engine.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let engine = self.state.engine.clone();
+        let events = self.state.events.clone();
         let state = self.state.clone();
         let forget = tokio::spawn(async move {
             let mut every_minute = tokio::time::interval(Duration::from_secs(60));
@@ -80,6 +82,7 @@ impl Application {
             .with_graceful_shutdown(shutdown_signal())
             .await;
         forget.abort();
+        events.stop();
         engine.shutdown();
         served
     }
@@ -128,11 +131,13 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     let engine = Engine::start(store.clone(), engine_config)
         .await
         .context("cannot start the engine")?;
+    let events = EventSystem::start(&settings, &store, &engine)?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
     Ok(AppState::new(Shared {
         settings: Arc::new(settings),
         store,
         engine: Arc::new(engine),
+        events: Arc::new(events),
         tokens: Arc::new(tokens),
         revocations,
         passwords,

@@ -7,6 +7,7 @@ use hurry_persistence::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::{PasswordHasher, Revocations, TokenKeys};
+use crate::events::EventSystem;
 use crate::idempotency::Coalescer;
 use crate::pii::Pii;
 use crate::rate_limit::RateLimits;
@@ -36,6 +37,7 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
+    pub events: Arc<EventSystem>,
     pub tokens: Arc<TokenKeys>,
     pub revocations: Revocations,
     pub passwords: PasswordHasher,

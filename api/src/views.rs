@@ -108,4 +108,32 @@ pub enum PageRows<T: Serialize> {
     Items(Vec<T>),
     #[serde(rename = "orders")]
     Orders(Vec<T>),
+    #[serde(rename = "dead_letters")]
+    DeadLetters(Vec<T>),
+}
+
+/// A dead-lettered event, for admins.
+#[derive(Debug, Serialize)]
+pub struct DeadLetterView {
+    pub id: i64,
+    pub consumer: String,
+    pub event: hurry_persistence::Event,
+    pub error: String,
+    pub deliveries: u32,
+    pub failed_at: chrono::DateTime<chrono::Utc>,
+    pub replayed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<hurry_persistence::DeadLetterRecord> for DeadLetterView {
+    fn from(letter: hurry_persistence::DeadLetterRecord) -> Self {
+        Self {
+            id: letter.id,
+            consumer: letter.consumer,
+            event: letter.event,
+            error: letter.error,
+            deliveries: letter.deliveries,
+            failed_at: letter.failed_at,
+            replayed_at: letter.replayed_at,
+        }
+    }
 }

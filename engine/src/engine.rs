@@ -60,6 +60,8 @@ pub struct Engine {
     supervisor: ActorRef<SupervisorMessage>,
     /// The first writer; after a restart the drop supervisor substitutes the current one.
     writer: ActorRef<WriterMessage>,
+    /// Woken whenever the engine has written outbox rows (the relay listens).
+    outbox_written: Arc<tokio::sync::Notify>,
     config: EngineConfig,
 }
 
@@ -67,10 +69,12 @@ impl Engine {
     /// Starts the actors and an item actor for every drop that has not closed.
     pub async fn start(store: Arc<dyn Store>, config: EngineConfig) -> Result<Self, EngineError> {
         let ids = Arc::new(IdAllocator::new(store.clone(), config.id_block_size));
+        let outbox_written = Arc::new(tokio::sync::Notify::new());
         let writer_args = WriterArgs {
             store: store.clone(),
             ids,
             config: config.writer,
+            committed: outbox_written.clone(),
         };
         let registry = Arc::new(DropRegistry::default());
         let args = EngineArgs {
@@ -96,12 +100,18 @@ impl Engine {
             root,
             supervisor,
             writer,
+            outbox_written,
             config,
         };
         for item in store.open_drops(Utc::now()).await? {
             engine.serve_drop(&item).await?;
         }
         Ok(engine)
+    }
+
+    /// What the outbox relay waits on: woken after the engine writes outbox rows.
+    pub fn outbox_written(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_written.clone()
     }
 
     /// Starts serving the drop of `item` (no-op for a general item or one already served).

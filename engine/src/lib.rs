@@ -11,12 +11,14 @@
 //! - [`domain`]: validating value types (quantities, idempotency keys, order statuses).
 //! - [`drop`]: item actors, their supervisor, the shared registry and the stock lease.
 //! - [`writer`]: the group-commit writer and the order id allocator.
+//! - [`events`]: the outbox relay, the event bus (Redis Streams or in process), consumers.
 //! - [`supervisor`]: the root actor, which restarts the writer.
 //! - [`engine`]: [`Engine`], the handle the API holds.
 
 pub mod domain;
 pub mod drop;
 pub mod engine;
+pub mod events;
 pub mod supervisor;
 pub mod writer;
 

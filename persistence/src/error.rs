@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The database could not be reached or refused the statement.
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// The relay's sink could not publish (nothing was marked published).
+    #[error("publishing failed: {0}")]
+    Sink(#[source] crate::store::SinkError),
     /// Migrations failed.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),

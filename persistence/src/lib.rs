@@ -9,7 +9,7 @@
 //! Modules:
 //! - [`model`]: plain records that cross the storage boundary.
 //! - [`store`]: the [`Store`] trait and its parts ([`UserStore`], [`CatalogStore`],
-//!   [`OrderStore`], [`SessionStore`]).
+//!   [`OrderStore`], [`SessionStore`], [`EventStore`]).
 //! - [`sqlite`], [`postgres`]: the two backends, one file per part.
 //! - [`error`]: the [`StoreError`] type.
 
@@ -24,11 +24,14 @@ use std::sync::Arc;
 
 pub use error::StoreError;
 pub use model::*;
-pub use store::{Backend, CatalogStore, OrderStore, SessionStore, Store, UserStore};
+pub use store::{
+    Backend, CatalogStore, EventSink, EventStore, OrderStore, SessionStore, SinkError, Store,
+    UserStore,
+};
 
 /// The store traits, for `use hurry_persistence::prelude::*` where their methods are called.
 pub mod prelude {
-    pub use crate::store::{CatalogStore, OrderStore, SessionStore, Store, UserStore};
+    pub use crate::store::{CatalogStore, EventStore, OrderStore, SessionStore, Store, UserStore};
 }
 
 /// Connection settings shared by both backends.

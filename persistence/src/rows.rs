@@ -78,6 +78,53 @@ macro_rules! row_decoders {
                 }
             }
         }
+
+        /// An event from columns `event_id, event_type, version, aggregate_id, occurred_at,
+        /// payload` (payload as JSON text). `decode_uuid` is the backend's.
+        fn event_from_row(row: &$row) -> Result<Event, StoreError> {
+            let payload: String = row.try_get("payload")?;
+            Ok(Event {
+                event_id: decode_uuid(row, "event_id")?,
+                event_type: row.try_get("event_type")?,
+                version: row.try_get("version")?,
+                aggregate_id: row.try_get("aggregate_id")?,
+                occurred_at: row.try_get("occurred_at")?,
+                payload: serde_json::from_str(&payload)
+                    .map_err(|err| StoreError::Corrupt(format!("event payload: {err}")))?,
+            })
+        }
+
+        fn outbox_event_from_row(row: &$row) -> Result<OutboxEvent, StoreError> {
+            Ok(OutboxEvent {
+                id: row.try_get("id")?,
+                event: event_from_row(row)?,
+            })
+        }
+
+        fn dead_letter_from_row(row: &$row) -> Result<DeadLetterRecord, StoreError> {
+            Ok(DeadLetterRecord {
+                id: row.try_get("id")?,
+                consumer: row.try_get("consumer")?,
+                event: event_from_row(row)?,
+                error: row.try_get("error")?,
+                deliveries: u32::try_from(row.try_get::<i32, _>("deliveries")?).unwrap_or(0),
+                failed_at: row.try_get("failed_at")?,
+                replayed_at: row.try_get("replayed_at")?,
+            })
+        }
+
+        fn ledger_from_row(row: &$row) -> Result<LedgerRecord, StoreError> {
+            Ok(LedgerRecord {
+                id: row.try_get("id")?,
+                event_id: decode_uuid(row, "event_id")?,
+                order_id: row.try_get("order_id")?,
+                item_id: row.try_get("item_id")?,
+                seller_id: row.try_get("seller_id")?,
+                kind: row.try_get("kind")?,
+                quantity: row.try_get("quantity")?,
+                amount: row.try_get("amount")?,
+            })
+        }
     };
 }
 

@@ -1,23 +1,27 @@
-//! Admin views of the live actors.
+//! Admin views of the live actors, and the dead letters of the event consumers.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use hurry_engine::drop::{DropSlot, ItemStatus};
 use serde::Serialize;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery, PageQuery};
 use crate::state::AppState;
+use crate::views::{DeadLetterView, PageRows, PageView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/actors", get(list_actors))
         .route("/admin/actors/{item_id}", get(get_actor))
+        .route("/admin/events/dead", get(list_dead_letters))
+        .route("/admin/events/dead/{id}/replay", post(replay_dead_letter))
 }
 
 #[derive(Serialize)]
@@ -81,4 +85,36 @@ async fn get_actor(
     let mut answer = view(&slot);
     answer.recent = state.engine.item_status(item_id).await;
     Ok(Json(answer))
+}
+
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<PageView<DeadLetterView>>, ApiError> {
+    let (page, size) = query.validate()?;
+    let listing = state.store.dead_letters(page, size).await?;
+    Ok(Json(PageView {
+        rows: PageRows::DeadLetters(listing.rows.into_iter().map(DeadLetterView::from).collect()),
+        page,
+        size,
+        total: listing.total,
+    }))
+}
+
+/// Puts the event back in the outbox: every consumer gets it again, and those that had it
+/// already skip it by their inbox.
+async fn replay_dead_letter(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if !state.store.replay_dead_letter(id).await? {
+        return Err(ApiError::not_found(format!("dead letter {id} not found")));
+    }
+    state.engine.outbox_written().notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "id": id, "status": "replaying" })),
+    ))
 }

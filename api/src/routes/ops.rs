@@ -23,6 +23,12 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.ping().await?;
+    state
+        .events
+        .bus
+        .ping()
+        .await
+        .map_err(|err| ApiError::new("unavailable", err.to_string()))?;
     Ok(Json(json!({"status": "ready"})))
 }
 

@@ -34,6 +34,8 @@ pub struct WriterArgs {
     pub store: Arc<dyn Store>,
     pub ids: Arc<IdAllocator>,
     pub config: WriterConfig,
+    /// Woken after every commit: the outbox has new rows for the relay.
+    pub committed: Arc<tokio::sync::Notify>,
 }
 
 /// The persistence actor. See the module docs.
@@ -156,6 +158,7 @@ async fn commit_batch(args: &WriterArgs, batch: Vec<Draft>) {
     metrics::histogram!("hurry_commit_seconds").record(started.elapsed().as_secs_f64());
     match outcome {
         Outcome::Committed(orders) => {
+            args.committed.notify_one();
             for (draft, order) in batch.into_iter().zip(orders) {
                 draft.settlement.settle(true);
                 let _ = draft.reply.send(Ok(order.to_record()));

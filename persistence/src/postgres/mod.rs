@@ -2,6 +2,7 @@
 //! per table per batch.
 
 mod catalog;
+mod events;
 mod orders;
 mod sessions;
 mod users;
@@ -108,6 +109,29 @@ enum Arg<'a> {
 
 crate::rows::row_decoders!(PgRow);
 
+/// Writes an outbox event (version 1, now) inside the caller's transaction.
+async fn enqueue_event(
+    conn: &mut sqlx::PgConnection,
+    event_type: &str,
+    aggregate_id: i64,
+    payload: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+         VALUES (gen_random_uuid(), $1, 1, $2, now(), CAST($3 AS JSON))",
+    )
+    .bind(event_type)
+    .bind(aggregate_id)
+    .bind(payload.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn decode_uuid(row: &PgRow, column: &str) -> Result<uuid::Uuid, StoreError> {
+    Ok(row.try_get(column)?)
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> Backend {
@@ -131,6 +155,18 @@ impl Store for PgStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError> {

@@ -28,6 +28,17 @@ impl UserStore for PgStore {
             .bind(&roles)
             .execute(&mut *tx)
             .await?;
+        enqueue_event(
+            &mut tx,
+            "user.created",
+            record.id,
+            serde_json::json!({
+                "user_id": record.id,
+                "roles": roles,
+                "email_verified": record.email_verified,
+            }),
+        )
+        .await?;
         tx.commit().await?;
         record.roles = roles;
         Ok(record)
@@ -112,6 +123,15 @@ impl UserStore for PgStore {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+        if deleted.rows_affected() > 0 {
+            enqueue_event(
+                &mut tx,
+                "user.deleted",
+                user_id,
+                serde_json::json!({ "user_id": user_id }),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(deleted.rows_affected() > 0)
     }

@@ -3,6 +3,7 @@
 //! transaction of prepared inserts.
 
 mod catalog;
+mod events;
 mod orders;
 mod sessions;
 mod users;
@@ -130,6 +131,32 @@ fn create_parent_folder(url: &str) -> Result<(), StoreError> {
 
 crate::rows::row_decoders!(SqliteRow);
 
+/// Writes an outbox event (version 1, now) inside the caller's transaction.
+async fn enqueue_event(
+    conn: &mut sqlx::SqliteConnection,
+    event_type: &str,
+    aggregate_id: i64,
+    payload: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+         VALUES (?, ?, 1, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(event_type)
+    .bind(aggregate_id)
+    .bind(Utc::now().trunc_subsecs(6))
+    .bind(payload.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn decode_uuid(row: &SqliteRow, column: &str) -> Result<uuid::Uuid, StoreError> {
+    let text: String = row.try_get(column)?;
+    uuid::Uuid::parse_str(&text).map_err(|err| StoreError::Corrupt(format!("{column}: {err}")))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
@@ -153,6 +180,18 @@ impl Store for SqliteStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError> {

@@ -115,17 +115,7 @@ impl OrderStore for SqliteStore {
         let payload = serde_json::json!({
             "order_id": order_id, "user_id": user_id, "amount": amount, "from": from, "status": to,
         });
-        sqlx::query(
-            "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-             VALUES (?, ?, 1, ?, ?, ?)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(format!("order.{to}"))
-        .bind(order_id)
-        .bind(now)
-        .bind(payload.to_string())
-        .execute(&mut *tx)
-        .await?;
+        enqueue_event(&mut tx, &format!("order.{to}"), order_id, payload).await?;
         tx.commit().await?;
         Ok(true)
     }

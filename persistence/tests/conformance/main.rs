@@ -9,6 +9,7 @@ mod common;
 
 mod basics;
 mod catalog;
+mod events;
 mod orders;
 
 use anyhow::{ensure, Context, Result};

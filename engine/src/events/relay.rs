@@ -1,0 +1,209 @@
+//! [`OutboxRelay`]: moves committed outbox rows onto the event bus, at least once.
+//!
+//! It wakes when the writer commits (and every `poll_interval` for rows other code paths or
+//! other nodes wrote), takes each shard in turn (`EventStore::relay_outbox`: advisory lock,
+//! `FOR UPDATE SKIP LOCKED`, publish, mark, commit), and goes again at once while a shard
+//! had a full batch. When the bus or the store fails, rows stay unpublished and it retries
+//! with a growing delay: the outbox grows and drains when the bus is back. It also prunes old
+//! published rows and inbox rows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use hurry_persistence::{EventSink, OutboxEvent, RelayShard, SinkError, Store};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::bus::EventBus;
+
+/// Setting under which the relay keeps [`EventBus::acked_through`] of an in-process bus.
+pub const ACKED_THROUGH_KEY: &str = "events.local_acked_through";
+
+/// Relay settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Most events per publish.
+    pub batch: u32,
+    /// Shards of the outbox (PostgreSQL); a relay takes each in turn, several relays share.
+    pub shards: u32,
+    /// Longest sleep without a wake-up.
+    pub poll_interval: Duration,
+    /// Longest delay between retries after failures.
+    pub max_backoff: Duration,
+    /// Published outbox rows and inbox rows older than this are deleted.
+    pub retention: Duration,
+    /// How often to prune.
+    pub prune_interval: Duration,
+}
+
+/// Publishes the outbox. See the module docs.
+pub struct OutboxRelay {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn EventBus>,
+    wake: Arc<Notify>,
+    config: RelayConfig,
+}
+
+/// The bus as the store's sink.
+struct BusSink(Arc<dyn EventBus>);
+
+#[async_trait]
+impl EventSink for BusSink {
+    async fn publish(&self, events: &[OutboxEvent]) -> Result<(), SinkError> {
+        self.0.publish(events).await?;
+        let now = Utc::now();
+        for outbox in events {
+            let lag = (now - outbox.event.occurred_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::histogram!("hurry_outbox_lag_seconds").record(lag.as_secs_f64());
+        }
+        metrics::counter!("hurry_events_published_total").increment(events.len() as u64);
+        Ok(())
+    }
+}
+
+impl OutboxRelay {
+    /// A relay of `store`'s outbox to `bus`, woken by `wake`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn EventBus>,
+        wake: Arc<Notify>,
+        config: RelayConfig,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            wake,
+            config,
+        }
+    }
+
+    /// Runs the relay on a task until the handle is aborted.
+    pub fn spawn(self) -> JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    /// For an in-process bus: makes the rows published after the last acknowledged point due
+    /// again (the bus lost them with the previous process). Returns the stored point.
+    pub async fn recover(&self) -> Result<Option<i64>, hurry_persistence::StoreError> {
+        if self.bus.acked_through().is_none() {
+            return Ok(None);
+        }
+        let stored = self.store.setting_or_init(ACKED_THROUGH_KEY, "0").await?;
+        let through = stored.parse::<i64>().unwrap_or(0);
+        let again = self.store.unpublish_outbox_after(through).await?;
+        if again > 0 {
+            tracing::info!(
+                events = again,
+                after = through,
+                "publishing events again after a restart"
+            );
+        }
+        Ok(Some(through))
+    }
+
+    /// Publishes every due event once; returns how many, and whether a shard had more.
+    pub async fn pass(&self) -> Result<(usize, bool), hurry_persistence::StoreError> {
+        let sink = BusSink(self.bus.clone());
+        let shards = self.config.shards.max(1);
+        let (mut published, mut more) = (0, false);
+        for index in 0..shards {
+            let shard = RelayShard {
+                index,
+                count: shards,
+            };
+            let run = self
+                .store
+                .relay_outbox(shard, self.config.batch, &sink)
+                .await?;
+            published += run.published;
+            more |= run.published >= self.config.batch as usize;
+        }
+        Ok((published, more))
+    }
+
+    async fn run(self) {
+        let mut kept_through = match self.recover().await {
+            Ok(through) => through,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot recover the in-process bus; relaying on");
+                None
+            }
+        };
+        let mut backoff = Duration::ZERO;
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            let wake = self.wake.notified();
+            let more = match self.pass().await {
+                Ok((_, more)) => {
+                    backoff = Duration::ZERO;
+                    more
+                }
+                Err(err) => {
+                    backoff = (backoff * 2)
+                        .max(Duration::from_millis(50))
+                        .min(self.config.max_backoff);
+                    metrics::counter!("hurry_relay_failures_total").increment(1);
+                    tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay pass failed");
+                    false
+                }
+            };
+            self.keep_acked_through(&mut kept_through).await;
+            if last_prune.elapsed() >= self.config.prune_interval {
+                last_prune = tokio::time::Instant::now();
+                self.prune(kept_through).await;
+            }
+            if more {
+                continue;
+            }
+            let pause = if backoff.is_zero() {
+                self.config.poll_interval
+            } else {
+                backoff
+            };
+            // A failing bus is retried after the backoff even when commits keep waking us.
+            if backoff.is_zero() {
+                let _ = tokio::time::timeout(pause, wake).await;
+            } else {
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+
+    /// Stores the in-process bus's acknowledged point when it moved forward.
+    async fn keep_acked_through(&self, kept: &mut Option<i64>) {
+        let (Some(now), Some(before)) = (self.bus.acked_through(), *kept) else {
+            return;
+        };
+        if now <= before {
+            return;
+        }
+        match self
+            .store
+            .put_setting(ACKED_THROUGH_KEY, &now.to_string())
+            .await
+        {
+            Ok(()) => *kept = Some(now),
+            Err(err) => tracing::warn!(error = %err, "cannot store the bus's acknowledged point"),
+        }
+    }
+
+    async fn prune(&self, kept_through: Option<i64>) {
+        let cutoff = Utc::now()
+            - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
+        match self.store.prune_events(cutoff, kept_through, cutoff).await {
+            Ok(pruned) if pruned.outbox + pruned.inbox > 0 => {
+                tracing::info!(
+                    outbox = pruned.outbox,
+                    inbox = pruned.inbox,
+                    "pruned old events"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "pruning events failed"),
+        }
+    }
+}
