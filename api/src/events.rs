@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hurry_engine::events::{
-    spawn_consumer, ConsumerConfig, EventBus, LedgerConsumer, LocalBus, OutboxRelay, RedisBus,
-    RelayConfig,
+    spawn_consumer, Consumer, ConsumerConfig, EventBus, LedgerConsumer, LocalBus, OutboxRelay,
+    RedisBus, RelayConfig,
 };
 use hurry_engine::Engine;
 use hurry_persistence::{Backend, Store};
@@ -20,12 +20,15 @@ pub struct EventSystem {
     pub bus: Arc<dyn EventBus>,
     /// This process's consumer name in every group.
     pub instance: String,
+    /// The settings the consumers and the relay run with (tests start more of them).
+    pub consumer_config: ConsumerConfig,
+    pub relay_config: RelayConfig,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl EventSystem {
     /// Picks the bus, then starts the consumers and the relay.
-    pub fn start(
+    pub async fn start(
         settings: &Settings,
         store: &Arc<dyn Store>,
         engine: &Engine,
@@ -51,13 +54,23 @@ impl EventSystem {
             retry_base: Duration::from_millis(events.retry_base_ms),
             claim_idle: Duration::from_millis(events.claim_idle_ms),
         };
-        let mut tasks = vec![spawn_consumer(
-            Arc::new(LedgerConsumer::new(store.clone())),
-            instance.clone(),
-            bus.clone(),
-            store.clone(),
-            consumer_config,
-        )];
+        let mut tasks = Vec::new();
+        if events.consumers_enabled {
+            let ledger = Arc::new(LedgerConsumer::new(store.clone()));
+            // Join before the relay starts: the in-process bus keeps nothing for a group that
+            // does not exist yet. (Redis keeps the stream; a failure here is retried by the
+            // consumer loop.)
+            if let Err(err) = bus.join(ledger.group(), ledger.topics()).await {
+                tracing::warn!(error = %err, "cannot join the event bus yet");
+            }
+            tasks.push(spawn_consumer(
+                ledger,
+                instance.clone(),
+                bus.clone(),
+                store.clone(),
+                consumer_config.clone(),
+            ));
+        }
         let relay = OutboxRelay::new(
             store.clone(),
             bus.clone(),
@@ -75,10 +88,15 @@ impl EventSystem {
                 prune_interval: Duration::from_secs(events.prune_interval_secs.max(1)),
             },
         );
-        tasks.push(relay.spawn());
+        let relay_config = relay.config().clone();
+        if events.relay_enabled {
+            tasks.push(relay.spawn());
+        }
         Ok(Self {
             bus,
             instance,
+            consumer_config,
+            relay_config,
             tasks,
         })
     }

@@ -55,6 +55,8 @@ pub struct RedisSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct EventsSettings {
+    pub relay_enabled: bool,
+    pub consumers_enabled: bool,
     pub relay_batch: u32,
     pub relay_shards: u32,
     pub relay_poll_ms: u64,

@@ -131,7 +131,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     let engine = Engine::start(store.clone(), engine_config)
         .await
         .context("cannot start the engine")?;
-    let events = EventSystem::start(&settings, &store, &engine)?;
+    let events = EventSystem::start(&settings, &store, &engine).await?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
     Ok(AppState::new(Shared {
         settings: Arc::new(settings),

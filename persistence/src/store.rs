@@ -215,7 +215,7 @@ pub trait EventStore: Send + Sync {
 
     /// For each `(event_id, effect)`: records the event in `consumer`'s inbox and applies the
     /// effect, skipping events already there; all in one transaction. Returns how many
-    /// effects were applied.
+    /// effects were applied. A ledger entry for an unknown item is `Invalid` (nothing written).
     async fn apply_effects(
         &self,
         consumer: &str,

@@ -2,6 +2,9 @@
 //! SQLite file or a fresh PostgreSQL database, and returns a typed HTTP client.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub use cluster::*;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -218,6 +221,8 @@ pub struct TestApp {
     pub api: Api,
     pub state: AppState,
     pub db: TestDb,
+    /// The Redis keys of a cluster-mode server (deleted on drop).
+    pub redis: Option<RedisPrefix>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -254,8 +259,27 @@ impl TestApp {
 
     /// A server with extra TOML `layers` over the test configuration.
     pub async fn spawn_with(store: Store, layers: &[&str]) -> Self {
+        Self::spawn_on(store, Bus::Local, None, layers).await
+    }
+
+    /// A server on `bus`; with Redis, through `redis_addr` when given (a proxy), else
+    /// `REDIS_URL`, under a key prefix of its own.
+    pub async fn spawn_on(
+        store: Store,
+        bus: Bus,
+        redis_addr: Option<SocketAddr>,
+        layers: &[&str],
+    ) -> Self {
         let db = TestDb::create(store).await;
-        let settings = test_settings(&db, layers);
+        let mut settings = test_settings(&db, layers);
+        let redis = (bus == Bus::Redis).then(RedisPrefix::new);
+        if let Some(prefix) = &redis {
+            settings.redis.url = match redis_addr {
+                Some(addr) => format!("redis://{addr}"),
+                None => redis_url(),
+            };
+            settings.redis.key_prefix = prefix.prefix.clone();
+        }
         let app = Application::build(settings).await.expect("app builds");
         let addr = app.local_addr();
         let state = app.state().clone();
@@ -266,6 +290,7 @@ impl TestApp {
             api: Api::new(addr),
             state,
             db,
+            redis,
             server,
         }
     }
@@ -464,6 +489,7 @@ impl Api {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        self.state.events.stop();
         self.state.engine.shutdown();
     }
 }

@@ -1,5 +1,6 @@
 //! [`LocalBus`]: the event bus of embedded mode, in process, with the semantics of Redis
-//! Streams consumer groups (see [`EventBus`]). Messages live in memory; what a crash loses is
+//! Streams consumer groups (see [`EventBus`]). Messages live in memory until every group has
+//! acknowledged them; a topic no group has joined keeps nothing. What a crash loses is
 //! published again from the outbox (see [`EventBus::acked_through`]), and consumers' inboxes
 //! drop the repeats.
 
@@ -152,6 +153,9 @@ impl EventBus for LocalBus {
             for outbox in events {
                 let topic = all.entry(outbox.event.topic().to_owned()).or_default();
                 topic.log.push_back((outbox.id, outbox.event.clone()));
+                // A topic no group reads keeps nothing (in process, every group has joined
+                // before the relay starts).
+                topic.trim();
             }
         }
         if let Some(last) = events.iter().map(|event| event.id).max() {
@@ -261,5 +265,63 @@ impl EventBus for LocalBus {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let first_unacked = all.values().filter_map(Topic::first_unacked).min();
         Some(first_unacked.map_or(last, |id| id - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox(id: i64, event_type: &str) -> OutboxEvent {
+        OutboxEvent {
+            id,
+            event: Event {
+                event_id: uuid::Uuid::new_v4(),
+                event_type: event_type.to_owned(),
+                version: 1,
+                aggregate_id: id,
+                occurred_at: chrono::Utc::now(),
+                payload: serde_json::json!({}),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn acked_through_stops_before_the_first_message_a_group_still_needs() {
+        // Arrange
+        let bus = LocalBus::new();
+        bus.join("g", &["order"]).await.unwrap();
+        let start = bus.acked_through();
+        bus.publish(&[outbox(1, "order.created"), outbox(2, "order.created")])
+            .await
+            .unwrap();
+        bus.publish(&[outbox(3, "user.created"), outbox(4, "order.created")])
+            .await
+            .unwrap();
+        let published = bus.acked_through();
+        let taken = bus
+            .read("g", "c", &["order"], 10, Duration::ZERO)
+            .await
+            .unwrap();
+
+        // Act
+        bus.ack("g", &taken[1..]).await.unwrap();
+        let first_still_pending = bus.acked_through();
+        bus.ack("g", &taken[..1]).await.unwrap();
+        let all_done = bus.acked_through();
+
+        // Assert
+        assert_eq!(start, Some(0));
+        assert_eq!(published, Some(0), "nothing acknowledged yet");
+        assert_eq!(first_still_pending, Some(0), "1 is still pending");
+        assert_eq!(
+            all_done,
+            Some(4),
+            "3 has no reader; the rest is acknowledged"
+        );
+        assert!(
+            bus.topics().values().all(|topic| topic.log.is_empty()),
+            "trimmed"
+        );
     }
 }

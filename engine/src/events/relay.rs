@@ -44,6 +44,9 @@ pub struct OutboxRelay {
     bus: Arc<dyn EventBus>,
     wake: Arc<Notify>,
     config: RelayConfig,
+    /// The in-process bus's acknowledged point as last stored (`None` for other buses, or
+    /// before [`OutboxRelay::recover`]).
+    kept_through: tokio::sync::Mutex<Option<i64>>,
 }
 
 /// The bus as the store's sink.
@@ -78,7 +81,13 @@ impl OutboxRelay {
             bus,
             wake,
             config,
+            kept_through: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The relay's settings.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
     }
 
     /// Runs the relay on a task until the handle is aborted.
@@ -126,13 +135,9 @@ impl OutboxRelay {
     }
 
     async fn run(self) {
-        let mut kept_through = match self.recover().await {
-            Ok(through) => through,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot recover the in-process bus; relaying on");
-                None
-            }
-        };
+        if let Err(err) = self.recover().await {
+            tracing::error!(error = %err, "cannot recover the in-process bus; relaying on");
+        }
         let mut backoff = Duration::ZERO;
         let mut last_prune = tokio::time::Instant::now();
         loop {
@@ -151,10 +156,10 @@ impl OutboxRelay {
                     false
                 }
             };
-            self.keep_acked_through(&mut kept_through).await;
+            self.checkpoint().await;
             if last_prune.elapsed() >= self.config.prune_interval {
                 last_prune = tokio::time::Instant::now();
-                self.prune(kept_through).await;
+                self.prune().await;
             }
             if more {
                 continue;
@@ -173,25 +178,30 @@ impl OutboxRelay {
         }
     }
 
-    /// Stores the in-process bus's acknowledged point when it moved forward.
-    async fn keep_acked_through(&self, kept: &mut Option<i64>) {
+    /// Stores the in-process bus's acknowledged point when it moved forward (after
+    /// [`OutboxRelay::recover`]); returns the stored point.
+    pub async fn checkpoint(&self) -> Option<i64> {
+        let mut kept = self.kept_through.lock().await;
         let (Some(now), Some(before)) = (self.bus.acked_through(), *kept) else {
-            return;
+            return *kept;
         };
-        if now <= before {
-            return;
+        if now > before {
+            match self
+                .store
+                .put_setting(ACKED_THROUGH_KEY, &now.to_string())
+                .await
+            {
+                Ok(()) => *kept = Some(now),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot store the bus's acknowledged point");
+                }
+            }
         }
-        match self
-            .store
-            .put_setting(ACKED_THROUGH_KEY, &now.to_string())
-            .await
-        {
-            Ok(()) => *kept = Some(now),
-            Err(err) => tracing::warn!(error = %err, "cannot store the bus's acknowledged point"),
-        }
+        *kept
     }
 
-    async fn prune(&self, kept_through: Option<i64>) {
+    async fn prune(&self) {
+        let kept_through = *self.kept_through.lock().await;
         let cutoff = Utc::now()
             - chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
         match self.store.prune_events(cutoff, kept_through, cutoff).await {

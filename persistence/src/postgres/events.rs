@@ -109,7 +109,7 @@ impl EventStore for PgStore {
                 Effect::Record => {}
                 Effect::Ledger(entries) => {
                     for entry in entries {
-                        sqlx::query(
+                        let written = sqlx::query(
                             "INSERT INTO ledger_entries \
                              (event_id, order_id, item_id, seller_id, kind, quantity, amount, created_at) \
                              SELECT $1, $2, $3, seller_id, $4, $5, $6, now() FROM items WHERE id = $3",
@@ -121,7 +121,14 @@ impl EventStore for PgStore {
                         .bind(entry.quantity)
                         .bind(entry.amount)
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected();
+                        if written == 0 {
+                            return Err(StoreError::Invalid(format!(
+                                "ledger entry for unknown item {}",
+                                entry.item_id
+                            )));
+                        }
                     }
                 }
             }

@@ -18,6 +18,7 @@ on_both_backends!(
     shards_split_aggregates_without_overlap,
     unpublish_after_makes_later_rows_due_again,
     apply_effects_writes_each_event_once_with_the_item_seller,
+    a_ledger_entry_for_an_unknown_item_fails_the_whole_batch,
     dead_letters_list_newest_first_and_replay_into_the_outbox,
     prune_removes_old_published_rows_and_old_inbox_rows_only,
     user_creation_and_deletion_write_events,
@@ -332,6 +333,39 @@ async fn apply_effects_writes_each_event_once_with_the_item_seller(backend: Back
     assert!(db.event_processed("mailer", first).await?);
     assert!(!db.event_processed("mailer", second).await?);
     assert_eq!(db.num_rows("inbox").await?, 3);
+    Ok(())
+}
+
+async fn a_ledger_entry_for_an_unknown_item_fails_the_whole_batch(backend: Backend) -> Result<()> {
+    // Arrange
+    let db = TestStore::open(backend).await?;
+    let seller = db
+        .create_user(&new_user("seller@hurry.test", &["seller"]))
+        .await?;
+    let item = db
+        .create_item(&new_item(seller.id, "Sneaker", None))
+        .await?;
+    let entry = |item_id: i64| LedgerEntry {
+        order_id: 1,
+        item_id,
+        kind: LedgerKind::Sale,
+        quantity: 1,
+        amount: 1_000,
+    };
+    let good = (uuid::Uuid::new_v4(), Effect::Ledger(vec![entry(item.id)]));
+    let poison = (
+        uuid::Uuid::new_v4(),
+        Effect::Ledger(vec![entry(item.id + 1_000)]),
+    );
+
+    // Act
+    let failed = db.apply_effects("ledger", &[good.clone(), poison]).await;
+
+    // Assert
+    assert!(matches!(failed, Err(StoreError::Invalid(_))), "{failed:?}");
+    assert_eq!(db.num_rows("ledger_entries").await?, 0, "all or nothing");
+    assert_eq!(db.num_rows("inbox").await?, 0);
+    assert!(!db.event_processed("ledger", good.0).await?);
     Ok(())
 }
 
