@@ -374,3 +374,58 @@ async fn a_poison_event_becomes_a_dead_letter_and_replays_after_the_fix(store: S
     );
     assert_eq!(doubled_entries(&app).await, 0);
 }
+
+both_stores!(dead_letter_endpoints_are_for_admins_and_check_their_input);
+
+async fn dead_letter_endpoints_are_for_admins_and_check_their_input(store: Store) {
+    // Arrange
+    let app = TestApp::spawn(store).await;
+    let (_, customer) = app.new_user("customer@hurry.test").await;
+    let admin = app.admin_token().await;
+
+    // Act
+    let (as_customer, body_customer) = app.get("/api/v1/admin/events/dead", Some(&customer)).await;
+    let (anonymous, body_anonymous) = app.get("/api/v1/admin/events/dead", None).await;
+    let (empty, empty_body) = app.get("/api/v1/admin/events/dead", Some(&admin)).await;
+    let (bad_size, bad_size_body) = app
+        .get("/api/v1/admin/events/dead?size=0", Some(&admin))
+        .await;
+    let (unknown, unknown_body) = app
+        .post(
+            "/api/v1/admin/events/dead/4242/replay",
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    let (bad_id, bad_id_body) = app
+        .post(
+            "/api/v1/admin/events/dead/abc/replay",
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    let (replay_as_customer, replay_customer_body) = app
+        .post(
+            "/api/v1/admin/events/dead/1/replay",
+            Some(&customer),
+            json!({}),
+        )
+        .await;
+
+    // Assert
+    assert_error(as_customer, &body_customer, 403, "forbidden");
+    assert_error(anonymous, &body_anonymous, 401, "unauthorized");
+    assert_eq!(empty, StatusCode::OK);
+    assert_eq!(empty_body["total"], 0);
+    assert_eq!(empty_body["dead_letters"], json!([]));
+    assert_error(bad_size, &bad_size_body, 422, "validation_failed");
+    assert_error(unknown, &unknown_body, 404, "not_found");
+    assert_error(bad_id, &bad_id_body, 400, "bad_request");
+    assert_error(replay_as_customer, &replay_customer_body, 403, "forbidden");
+    let raw = app.db.raw().await;
+    assert_eq!(
+        raw.scalar("SELECT COUNT(*) FROM dead_letters").await,
+        0,
+        "nothing changed"
+    );
+}

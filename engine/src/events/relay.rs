@@ -111,6 +111,7 @@ impl OutboxRelay {
                 "publishing events again after a restart"
             );
         }
+        *self.kept_through.lock().await = Some(through);
         Ok(Some(through))
     }
 
