@@ -280,6 +280,22 @@ pub(crate) fn order_created_payload(order: &NewOrder) -> String {
     .to_string()
 }
 
+/// The JSON payload of an `item.created` outbox event.
+pub(crate) fn item_created_payload(id: i64, item: &NewItem) -> serde_json::Value {
+    serde_json::json!({
+        "item_id": id,
+        "seller_id": item.seller_id,
+        "price": item.price,
+        "stock": item.stock,
+        "drop": item.drop.as_ref().map(|drop| serde_json::json!({
+            "opens_at": drop.opens_at,
+            "closes_at": drop.closes_at,
+            "per_user_limit": drop.per_user_limit,
+            "total_units": drop.total_units,
+        })),
+    })
+}
+
 /// Sorts role names and makes sure `customer` is among them.
 pub(crate) fn normalise_roles(mut roles: Vec<String>) -> Vec<String> {
     if !roles.iter().any(|role| role == "customer") {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::store::check_new_item;
+use crate::store::item_created_payload;
 use crate::store::CatalogStore;
 
 #[async_trait]
@@ -36,6 +37,7 @@ impl CatalogStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        enqueue_event(&mut tx, "item.created", id, item_created_payload(id, item)).await?;
         tx.commit().await?;
         Ok(item.to_record(id, created_at))
     }

@@ -21,7 +21,7 @@ on_both_backends!(
     a_ledger_entry_for_an_unknown_item_fails_the_whole_batch,
     dead_letters_list_newest_first_and_replay_into_the_outbox,
     prune_removes_old_published_rows_and_old_inbox_rows_only,
-    user_creation_and_deletion_write_events,
+    users_and_items_write_events,
 );
 
 /// A sink that keeps what it was given, or fails when told to.
@@ -456,11 +456,14 @@ async fn prune_removes_old_published_rows_and_old_inbox_rows_only(backend: Backe
     Ok(())
 }
 
-async fn user_creation_and_deletion_write_events(backend: Backend) -> Result<()> {
+async fn users_and_items_write_events(backend: Backend) -> Result<()> {
     // Arrange
     let db = TestStore::open(backend).await?;
     let user = db
         .create_user(&new_user("gone@hurry.test", &["seller"]))
+        .await?;
+    let item = db
+        .create_item(&new_item(user.id, "Sneaker", Some(drop_spec(0, 60))))
         .await?;
 
     // Act
@@ -471,14 +474,21 @@ async fn user_creation_and_deletion_write_events(backend: Backend) -> Result<()>
 
     // Assert
     assert!(!again);
-    assert_eq!(sink.types(), ["user.created", "user.deleted"]);
+    assert_eq!(
+        sink.types(),
+        ["user.created", "item.created", "user.deleted"]
+    );
     let events = sink.events.lock().unwrap().clone();
+    let item_event = &events[1].event;
+    assert_eq!(item_event.aggregate_id, item.id);
+    assert_eq!(item_event.payload["seller_id"], user.id);
+    assert_eq!(item_event.payload["drop"]["total_units"], 100);
     assert_eq!(events[0].event.aggregate_id, user.id);
     assert_eq!(
         events[0].event.payload["roles"],
         serde_json::json!(["customer", "seller"])
     );
-    assert_eq!(events[1].event.payload["user_id"], user.id);
+    assert_eq!(events[2].event.payload["user_id"], user.id);
     let text = serde_json::to_string(&events[0].event)?;
     assert!(
         !text.contains("gone@hurry.test"),
