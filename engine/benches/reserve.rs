@@ -127,6 +127,7 @@ async fn start_engine() -> anyhow::Result<Fixture> {
             address: None,
             email_verified: true,
             extra_roles: vec!["seller".into()],
+            verification: None,
         })
         .await?;
     let sold_out = create_drop(store.as_ref(), seller.id, open_spec(1)).await?;

@@ -207,6 +207,7 @@ async fn run(
             address: None,
             email_verified: true,
             extra_roles: vec!["seller".into()],
+            verification: None,
         })
         .await?;
     let item = store

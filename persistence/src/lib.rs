@@ -26,12 +26,14 @@ pub use error::StoreError;
 pub use model::*;
 pub use store::{
     Backend, CatalogStore, EventSink, EventStore, OrderStore, SessionStore, SinkError, Store,
-    UserStore,
+    UserStore, VerificationStore,
 };
 
 /// The store traits, for `use hurry_persistence::prelude::*` where their methods are called.
 pub mod prelude {
-    pub use crate::store::{CatalogStore, EventStore, OrderStore, SessionStore, Store, UserStore};
+    pub use crate::store::{
+        CatalogStore, EventStore, OrderStore, SessionStore, Store, UserStore, VerificationStore,
+    };
 }
 
 /// Connection settings shared by both backends.

@@ -15,6 +15,9 @@ pub struct NewUser {
     pub email_verified: bool,
     /// Roles besides `customer`, which every user has.
     pub extra_roles: Vec<String>,
+    /// A verification code to store with the user (and a `user.verification_requested`
+    /// event), in the same transaction.
+    pub verification: Option<NewEmailCode>,
 }
 
 /// A stored user.
@@ -334,4 +337,46 @@ pub struct DeadLetterRecord {
 pub struct Pruned {
     pub outbox: u64,
     pub inbox: u64,
+}
+
+/// A new email verification code (sealed by the caller).
+#[derive(Debug, Clone)]
+pub struct NewEmailCode {
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A user's current email verification code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailCodeRecord {
+    pub user_id: i64,
+    /// As sealed by the caller.
+    pub code: String,
+    /// Grows with every new code of the user.
+    pub generation: i64,
+    pub expires_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub consumed: bool,
+}
+
+/// What asking to check a code got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeAttempt {
+    /// One attempt is used up; compare against `code`.
+    Granted { code: String, generation: i64 },
+    /// Every attempt of the live code is used up.
+    Locked,
+    /// No code to check: none, expired or already used.
+    Unavailable,
+}
+
+/// What asking for a new code did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeRenewal {
+    /// A new code replaced the old one and a `user.verification_requested` event was written.
+    Issued { generation: i64 },
+    /// The previous code is too recent.
+    TooSoon,
+    /// Unknown, deleted or already verified user.
+    NotNeeded,
 }

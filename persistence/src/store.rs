@@ -16,7 +16,15 @@ pub enum Backend {
 /// Everything the engine and the API persist: the parts below, and the basics.
 #[async_trait]
 pub trait Store:
-    UserStore + CatalogStore + OrderStore + SessionStore + EventStore + Send + Sync + 'static
+    UserStore
+    + VerificationStore
+    + CatalogStore
+    + OrderStore
+    + SessionStore
+    + EventStore
+    + Send
+    + Sync
+    + 'static
 {
     /// The backend behind this store.
     fn backend(&self) -> Backend;
@@ -79,6 +87,36 @@ pub trait UserStore: Send + Sync {
 
     /// Ids of deleted users, whose tokens are refused.
     async fn deleted_user_ids(&self) -> Result<Vec<i64>, StoreError>;
+}
+
+/// Email verification codes.
+#[async_trait]
+pub trait VerificationStore: Send + Sync {
+    /// The user's current code.
+    async fn email_code(&self, user_id: i64) -> Result<Option<EmailCodeRecord>, StoreError>;
+
+    /// Replaces the user's code unless the current one was issued less than `min_interval`
+    /// before `now`, and writes a `user.verification_requested` event; all in one transaction.
+    async fn renew_email_code(
+        &self,
+        user_id: i64,
+        code: &NewEmailCode,
+        min_interval: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<CodeRenewal, StoreError>;
+
+    /// Uses up one attempt of the user's live code (at most `max_attempts`, ever, per code)
+    /// and hands the code over for comparison.
+    async fn take_code_attempt(
+        &self,
+        user_id: i64,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<CodeAttempt, StoreError>;
+
+    /// Marks code `generation` used and the user's email verified (with a
+    /// `user.email_verified` event); `false` when that code was used or replaced meanwhile.
+    async fn confirm_email(&self, user_id: i64, generation: i64) -> Result<bool, StoreError>;
 }
 
 /// Items and drops.

@@ -112,6 +112,7 @@ async fn signup(
         address: state.pii.seal_opt(body.address.as_deref()),
         email_verified: verified,
         extra_roles: Vec::new(),
+        verification: None,
     };
     let created = state
         .store
@@ -335,6 +336,7 @@ pub async fn bootstrap_admin(state: &AppState) -> Result<(), ApiError> {
         address: None,
         email_verified: true,
         extra_roles: roles,
+        verification: None,
     };
     match state.store.create_user(&user).await {
         Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),

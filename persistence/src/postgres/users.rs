@@ -39,6 +39,9 @@ impl UserStore for PgStore {
             }),
         )
         .await?;
+        if let Some(code) = &user.verification {
+            super::verification::upsert_code(&mut tx, record.id, code, Utc::now()).await?;
+        }
         tx.commit().await?;
         record.roles = roles;
         Ok(record)

@@ -7,6 +7,7 @@ mod events;
 mod orders;
 mod sessions;
 mod users;
+mod verification;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};

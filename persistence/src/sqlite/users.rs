@@ -42,6 +42,9 @@ impl UserStore for SqliteStore {
             }),
         )
         .await?;
+        if let Some(code) = &user.verification {
+            super::verification::upsert_code(&mut tx, record.id, code, Utc::now()).await?;
+        }
         tx.commit().await?;
         record.roles = roles;
         Ok(record)

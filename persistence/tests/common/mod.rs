@@ -262,6 +262,7 @@ pub fn new_user(email: &str, extra_roles: &[&str]) -> NewUser {
         address: Some("1 Sejong-daero, Seoul".to_owned()),
         email_verified: true,
         extra_roles: strings(extra_roles),
+        verification: None,
     }
 }
 

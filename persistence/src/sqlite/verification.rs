@@ -1,0 +1,162 @@
+//! Email verification codes on SQLite (times as unix seconds).
+
+use super::*;
+use crate::store::VerificationStore;
+
+fn from_unix(seconds: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp(seconds, 0)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {seconds} out of range")))
+}
+
+#[async_trait]
+impl VerificationStore for SqliteStore {
+    async fn email_code(&self, user_id: i64) -> Result<Option<EmailCodeRecord>, StoreError> {
+        let row: Option<(String, i64, i64, i64, bool)> = sqlx::query_as(
+            "SELECT code, generation, expires_at, attempts, consumed_at IS NOT NULL \
+             FROM email_codes WHERE user_id = ?",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(code, generation, expires_at, attempts, consumed)| {
+            Ok(EmailCodeRecord {
+                user_id,
+                code,
+                generation,
+                expires_at: from_unix(expires_at)?,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                consumed,
+            })
+        })
+        .transpose()
+    }
+
+    async fn renew_email_code(
+        &self,
+        user_id: i64,
+        code: &NewEmailCode,
+        min_interval: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<CodeRenewal, StoreError> {
+        // BEGIN IMMEDIATE: the check and the write are one step (SQLite has one writer).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let unverified: Option<bool> = sqlx::query_scalar(
+            "SELECT NOT email_verified FROM users WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if unverified != Some(true) {
+            return Ok(CodeRenewal::NotNeeded);
+        }
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT issued_at FROM email_codes WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if last.is_some_and(|issued_at| issued_at > (now - min_interval).timestamp()) {
+            return Ok(CodeRenewal::TooSoon);
+        }
+        let generation = upsert_code(&mut tx, user_id, code, now).await?;
+        tx.commit().await?;
+        Ok(CodeRenewal::Issued { generation })
+    }
+
+    async fn take_code_attempt(
+        &self,
+        user_id: i64,
+        max_attempts: u32,
+        now: DateTime<Utc>,
+    ) -> Result<CodeAttempt, StoreError> {
+        let max = i64::from(max_attempts);
+        let granted: Option<(String, i64)> = sqlx::query_as(
+            "UPDATE email_codes SET attempts = attempts + 1 \
+             WHERE user_id = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3 \
+             RETURNING code, generation",
+        )
+        .bind(user_id)
+        .bind(now.timestamp())
+        .bind(max)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((code, generation)) = granted {
+            return Ok(CodeAttempt::Granted { code, generation });
+        }
+        let locked: Option<bool> = sqlx::query_scalar(
+            "SELECT attempts >= ?3 FROM email_codes \
+             WHERE user_id = ?1 AND consumed_at IS NULL AND expires_at > ?2",
+        )
+        .bind(user_id)
+        .bind(now.timestamp())
+        .bind(max)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(if locked == Some(true) {
+            CodeAttempt::Locked
+        } else {
+            CodeAttempt::Unavailable
+        })
+    }
+
+    async fn confirm_email(&self, user_id: i64, generation: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let used = sqlx::query(
+            "UPDATE email_codes SET consumed_at = ? \
+             WHERE user_id = ? AND generation = ? AND consumed_at IS NULL",
+        )
+        .bind(Utc::now().timestamp())
+        .bind(user_id)
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if used == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE users SET email_verified = 1 WHERE id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        enqueue_event(
+            &mut tx,
+            "user.email_verified",
+            user_id,
+            serde_json::json!({ "user_id": user_id }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// Stores `code` as the user's live code (a new generation) and writes the event asking for
+/// its mail; returns the generation.
+pub(super) async fn upsert_code(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: i64,
+    code: &NewEmailCode,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let generation: i64 = sqlx::query_scalar(
+        "INSERT INTO email_codes (user_id, code, generation, issued_at, expires_at) \
+         VALUES (?, ?, 1, ?, ?) \
+         ON CONFLICT (user_id) DO UPDATE SET code = excluded.code, \
+         generation = email_codes.generation + 1, issued_at = excluded.issued_at, \
+         expires_at = excluded.expires_at, attempts = 0, consumed_at = NULL \
+         RETURNING generation",
+    )
+    .bind(user_id)
+    .bind(&code.code)
+    .bind(now.timestamp())
+    .bind(code.expires_at.timestamp())
+    .fetch_one(&mut *conn)
+    .await?;
+    enqueue_event(
+        conn,
+        "user.verification_requested",
+        user_id,
+        serde_json::json!({ "user_id": user_id, "generation": generation }),
+    )
+    .await?;
+    Ok(generation)
+}
