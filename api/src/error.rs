@@ -35,7 +35,7 @@ pub struct ApiError {
 /// The HTTP status of each error code; the only place that decides it.
 fn status_of(code: &str) -> StatusCode {
     match code {
-        "bad_request" => StatusCode::BAD_REQUEST,
+        "bad_request" | "invalid_code" => StatusCode::BAD_REQUEST,
         "unauthorized" | "invalid_credentials" => StatusCode::UNAUTHORIZED,
         "forbidden" | "email_not_verified" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,

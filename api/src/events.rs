@@ -1,5 +1,6 @@
 //! Starting the event backbone for the server: the bus (Redis Streams in cluster mode, in
-//! process otherwise), the outbox relay and the consumers.
+//! process otherwise), the outbox relay and the consumers (the ledger, and those the caller
+//! adds: the mailer).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ impl EventSystem {
         settings: &Settings,
         store: &Arc<dyn Store>,
         engine: &Engine,
+        more_consumers: Vec<Arc<dyn Consumer>>,
     ) -> anyhow::Result<Self> {
         let events = &settings.events;
         let bus: Arc<dyn EventBus> = if settings.redis.url.is_empty() {
@@ -56,20 +58,24 @@ impl EventSystem {
         };
         let mut tasks = Vec::new();
         if events.consumers_enabled {
-            let ledger = Arc::new(LedgerConsumer::new(store.clone()));
-            // Join before the relay starts: the in-process bus keeps nothing for a group that
-            // does not exist yet. (Redis keeps the stream; a failure here is retried by the
-            // consumer loop.)
-            if let Err(err) = bus.join(ledger.group(), ledger.topics()).await {
-                tracing::warn!(error = %err, "cannot join the event bus yet");
+            let mut consumers: Vec<Arc<dyn Consumer>> =
+                vec![Arc::new(LedgerConsumer::new(store.clone()))];
+            consumers.extend(more_consumers);
+            for consumer in consumers {
+                // Join before the relay starts: the in-process bus keeps nothing for a group
+                // that does not exist yet. (Redis keeps the stream; a failure here is retried
+                // by the consumer loop.)
+                if let Err(err) = bus.join(consumer.group(), consumer.topics()).await {
+                    tracing::warn!(error = %err, "cannot join the event bus yet");
+                }
+                tasks.push(spawn_consumer(
+                    consumer,
+                    instance.clone(),
+                    bus.clone(),
+                    store.clone(),
+                    consumer_config.clone(),
+                ));
             }
-            tasks.push(spawn_consumer(
-                ledger,
-                instance.clone(),
-                bus.clone(),
-                store.clone(),
-                consumer_config.clone(),
-            ));
         }
         let relay = OutboxRelay::new(
             store.clone(),

@@ -10,6 +10,8 @@
 //! - [`error`]: [`error::ApiError`] and the code → status mapping.
 //! - [`events`]: the event bus, outbox relay and consumers of this server.
 //! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
+//! - [`mail`]: the `Mailer` (SMTP, or the file mailbox of the embedded default).
+//! - [`verification`]: email codes and the consumer that mails them.
 //! - [`pii`]: encryption of personal data and the email blind index.
 //! - [`rate_limit`]: per-address, per-account and per-user limits.
 //! - [`views`]: JSON answer shapes.
@@ -20,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod idempotency;
+pub mod mail;
 pub mod pii;
 pub mod rate_limit;
 pub mod routes;
@@ -27,4 +30,5 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod verification;
 pub mod views;

@@ -1,5 +1,5 @@
-//! Rate limits (governor, in memory per node): login per address and per account, signup per
-//! address, purchases per user. A refused request gets 429 `rate_limited` with `Retry-After`.
+//! Rate limits (governor, in memory per node): login and email-code checks per address and per
+//! account, signup and code resends per address, purchases per user. A refused request gets 429 `rate_limited` with `Retry-After`.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -18,6 +18,9 @@ pub struct RateLimits {
     login_ip: DefaultKeyedRateLimiter<IpAddr>,
     login_account: DefaultKeyedRateLimiter<String>,
     signup_ip: DefaultKeyedRateLimiter<IpAddr>,
+    verify_ip: DefaultKeyedRateLimiter<IpAddr>,
+    verify_account: DefaultKeyedRateLimiter<String>,
+    resend_ip: DefaultKeyedRateLimiter<IpAddr>,
     purchase_user: DefaultKeyedRateLimiter<i64>,
 }
 
@@ -32,6 +35,9 @@ impl RateLimits {
             login_ip: RateLimiter::keyed(per_minute(settings.login_per_ip_per_min)),
             login_account: RateLimiter::keyed(per_minute(settings.login_per_account_per_min)),
             signup_ip: RateLimiter::keyed(per_minute(settings.signup_per_ip_per_min)),
+            verify_ip: RateLimiter::keyed(per_minute(settings.verify_per_ip_per_min)),
+            verify_account: RateLimiter::keyed(per_minute(settings.verify_per_account_per_min)),
+            resend_ip: RateLimiter::keyed(per_minute(settings.resend_per_ip_per_min)),
             purchase_user: RateLimiter::keyed(Quota::per_second(
                 NonZeroU32::new(settings.purchase_per_user_per_sec).unwrap_or(NonZeroU32::MIN),
             )),
@@ -49,6 +55,17 @@ impl RateLimits {
         self.check(&self.signup_ip, &ip)
     }
 
+    /// An email code check from `ip` for `email`.
+    pub fn verify(&self, ip: IpAddr, email: &str) -> Result<(), ApiError> {
+        self.check(&self.verify_ip, &ip)?;
+        self.check(&self.verify_account, &email.to_owned())
+    }
+
+    /// A request for a new email code from `ip`.
+    pub fn resend(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.check(&self.resend_ip, &ip)
+    }
+
     /// A purchase by `user_id`.
     pub fn purchase(&self, user_id: i64) -> Result<(), ApiError> {
         self.check(&self.purchase_user, &user_id)
@@ -59,6 +76,9 @@ impl RateLimits {
         self.login_ip.retain_recent();
         self.login_account.retain_recent();
         self.signup_ip.retain_recent();
+        self.verify_ip.retain_recent();
+        self.verify_account.retain_recent();
+        self.resend_ip.retain_recent();
         self.purchase_user.retain_recent();
     }
 
@@ -89,6 +109,9 @@ mod tests {
             login_per_ip_per_min: 3,
             login_per_account_per_min: 1,
             signup_per_ip_per_min: 1,
+            verify_per_ip_per_min: 1,
+            verify_per_account_per_min: 1,
+            resend_per_ip_per_min: 1,
             purchase_per_user_per_sec: 1,
         }
     }

@@ -28,6 +28,7 @@ pub struct Settings {
     pub persistence: PersistenceSettings,
     pub rate_limit: RateLimitSettings,
     pub events: EventsSettings,
+    pub mail: MailSettings,
     pub log: LogSettings,
 }
 
@@ -80,6 +81,9 @@ pub struct AdminSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
     pub require_email_verification: bool,
+    pub email_code_ttl_secs: u64,
+    pub email_code_max_attempts: u32,
+    pub email_code_resend_interval_secs: u64,
     /// Empty: generated once and kept in the database.
     pub jwt_secret: SecretString,
     pub access_token_ttl_secs: u64,
@@ -121,7 +125,21 @@ pub struct RateLimitSettings {
     pub login_per_ip_per_min: u32,
     pub login_per_account_per_min: u32,
     pub signup_per_ip_per_min: u32,
+    pub verify_per_ip_per_min: u32,
+    pub verify_per_account_per_min: u32,
+    pub resend_per_ip_per_min: u32,
     pub purchase_per_user_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MailSettings {
+    /// `file` or `smtp`.
+    pub backend: String,
+    /// Folder of the file mailbox.
+    pub dir: String,
+    /// `smtps://user:pass@host:465` or `smtp://user:pass@host:587?tls=required`.
+    pub smtp_url: String,
+    pub from: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +197,8 @@ mod tests {
         assert_eq!(settings.database.url, "sqlite://./data/hurry.db");
         assert_eq!(settings.http.body_limit_bytes, 64 * 1024);
         assert!(!settings.is_postgres());
+        assert!(settings.auth.require_email_verification);
+        assert_eq!(settings.mail.backend, "file");
     }
 
     #[test]

@@ -15,12 +15,14 @@ use tokio::net::TcpListener;
 use crate::auth::{PasswordHasher, Revocations, TokenKeys};
 use crate::events::EventSystem;
 use crate::idempotency::Coalescer;
+use crate::mail;
 use crate::pii::{self, Pii};
 use crate::rate_limit::RateLimits;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
 use crate::telemetry;
+use crate::verification::MailerConsumer;
 
 /// A built server, bound to its address, ready to run.
 pub struct Application {
@@ -106,7 +108,8 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         settings.auth.argon2_iterations,
         settings.auth.argon2_parallelism,
     )?;
-    let pii = build_pii(&settings, &store).await?;
+    let pii = Arc::new(build_pii(&settings, &store).await?);
+    let mailer = mail::from_settings(&settings.mail)?;
     let persistence = &settings.persistence;
     let engine_config = EngineConfig {
         writer: WriterConfig {
@@ -131,7 +134,8 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     let engine = Engine::start(store.clone(), engine_config)
         .await
         .context("cannot start the engine")?;
-    let events = EventSystem::start(&settings, &store, &engine).await?;
+    let mail_consumer = Arc::new(MailerConsumer::new(store.clone(), pii.clone(), mailer));
+    let events = EventSystem::start(&settings, &store, &engine, vec![mail_consumer]).await?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
     Ok(AppState::new(Shared {
         settings: Arc::new(settings),

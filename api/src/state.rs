@@ -41,7 +41,7 @@ pub struct Shared {
     pub tokens: Arc<TokenKeys>,
     pub revocations: Revocations,
     pub passwords: PasswordHasher,
-    pub pii: Pii,
+    pub pii: Arc<Pii>,
     pub idempotency: Arc<Coalescer>,
     pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,

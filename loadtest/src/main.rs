@@ -92,6 +92,12 @@ impl Api {
                 json!({"email": email, "password": password}),
             )
             .await?;
+        if status == 403 && body["error"]["code"] == "email_not_verified" {
+            bail!(
+                "login of {email} needs a verified email: start the server with \
+                 HURRY__AUTH__REQUIRE_EMAIL_VERIFICATION=false for a load test"
+            );
+        }
         if status != 200 {
             bail!("login of {email} answered {status}: {body}");
         }

@@ -1,4 +1,4 @@
-//! `/auth/signup`, `/auth/login` and role grants.
+//! `/auth/signup`, `/auth/login`, refresh, logout and role grants.
 
 use std::net::SocketAddr;
 
@@ -16,6 +16,7 @@ use crate::auth::{Admin, AuthUser};
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
+use crate::verification::sealed_code;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -103,6 +104,8 @@ async fn signup(
         .await
         .map_err(|err| ApiError::internal(&err))?;
     let verified = !state.settings.auth.require_email_verification;
+    let verification =
+        (!verified).then(|| sealed_code(&state.pii, state.settings.auth.email_code_ttl_secs));
     let user = NewUser {
         email: state.pii.seal(&email),
         email_index: state.pii.email_index(&email),
@@ -112,7 +115,7 @@ async fn signup(
         address: state.pii.seal_opt(body.address.as_deref()),
         email_verified: verified,
         extra_roles: Vec::new(),
-        verification: None,
+        verification,
     };
     let created = state
         .store
@@ -124,6 +127,8 @@ async fn signup(
             }
             other => other.into(),
         })?;
+    // The code's mail leaves through the outbox: wake the relay.
+    state.engine.outbox_written().notify_one();
     Ok((
         StatusCode::CREATED,
         Json(SignupAnswer {

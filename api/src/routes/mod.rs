@@ -6,6 +6,7 @@ pub mod items;
 pub mod ops;
 pub mod orders;
 pub mod users;
+pub mod verify;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .merge(items::router())
         .merge(orders::router())
         .merge(users::router())
+        .merge(verify::router())
         .merge(admin::router());
     Router::new()
         .nest("/api/v1", api)

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod smtp;
 pub use cluster::*;
 
 use std::net::SocketAddr;
