@@ -12,7 +12,7 @@ use rand::RngCore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::auth::{PasswordHasher, Revocations, TokenKeys};
+use crate::auth::{feed, PasswordHasher, Revocations, TokenKeys};
 use crate::events::EventSystem;
 use crate::idempotency::Coalescer;
 use crate::mail;
@@ -69,7 +69,7 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then stops the engine.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let engine = self.state.engine.clone();
-        let events = self.state.events.clone();
+        let state_for_stop = self.state.clone();
         let state = self.state.clone();
         let forget = tokio::spawn(async move {
             let mut every_minute = tokio::time::interval(Duration::from_secs(60));
@@ -84,7 +84,7 @@ impl Application {
             .with_graceful_shutdown(shutdown_signal())
             .await;
         forget.abort();
-        events.stop();
+        state_for_stop.stop_background();
         engine.shutdown();
         served
     }
@@ -128,9 +128,26 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         call_timeout: Duration::from_millis(settings.engine.call_timeout_ms),
         id_block_size: settings.engine.id_block_size,
     };
-    let revocations = Revocations::load(&store)
-        .await
-        .context("cannot load revoked tokens")?;
+    let cluster = !settings.redis.url.is_empty();
+    let feed = cluster
+        .then(|| feed::RevocationFeed::new(&settings.redis.url, &settings.redis.key_prefix))
+        .transpose()
+        .context("cannot set up the revocation feed")?;
+    let revocations = Arc::new(
+        Revocations::load(&store, feed)
+            .await
+            .context("cannot load revoked tokens")?,
+    );
+    let revocation_listener = cluster
+        .then(|| {
+            feed::listen(
+                &settings.redis.url,
+                &settings.redis.key_prefix,
+                revocations.clone(),
+                store.clone(),
+            )
+        })
+        .transpose()?;
     let engine = Engine::start(store.clone(), engine_config)
         .await
         .context("cannot start the engine")?;
@@ -144,6 +161,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         events: Arc::new(events),
         tokens: Arc::new(tokens),
         revocations,
+        revocation_listener,
         passwords,
         pii,
         idempotency: Arc::new(Coalescer::default()),

@@ -30,6 +30,14 @@ impl AppState {
     pub fn new(shared: Shared) -> Self {
         Self(Arc::new(shared))
     }
+
+    /// Stops the background work: event relay and consumers, the revocation listener.
+    pub fn stop_background(&self) {
+        self.events.stop();
+        if let Some(listener) = &self.revocation_listener {
+            listener.abort();
+        }
+    }
 }
 
 /// What [`AppState`] shares.
@@ -39,7 +47,9 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     pub events: Arc<EventSystem>,
     pub tokens: Arc<TokenKeys>,
-    pub revocations: Revocations,
+    pub revocations: Arc<Revocations>,
+    /// Cluster mode: the task that applies other nodes' revocations.
+    pub revocation_listener: Option<tokio::task::JoinHandle<()>>,
     pub passwords: PasswordHasher,
     pub pii: Arc<Pii>,
     pub idempotency: Arc<Coalescer>,

@@ -1,6 +1,7 @@
 //! Authentication: password hashing, access tokens, and the extractors that state each
 //! handler's role requirement in its signature.
 
+pub mod feed;
 pub mod password;
 pub mod sessions;
 pub mod tokens;

@@ -2,7 +2,8 @@
 //!
 //! Refresh tokens are 32 random bytes, shown once and stored as SHA-256 hashes. Logged-out
 //! access tokens are kept in the store until they expire and mirrored in memory, so checking
-//! them costs no store round trip per request.
+//! them costs no store round trip per request. In cluster mode every revocation is also
+//! published on Redis ([`super::feed`]) so every node's memory has it within a round trip.
 
 use std::sync::Arc;
 
@@ -41,19 +42,45 @@ pub struct Revocations {
     denied: DashMap<String, i64>,
     /// Deleted users: every token of theirs is refused.
     deleted_users: DashMap<i64, ()>,
+    /// Cluster mode: where revocations are announced to the other nodes.
+    feed: Option<super::feed::RevocationFeed>,
 }
 
 impl Revocations {
-    /// Loads the denylist from the store.
-    pub async fn load(store: &Arc<dyn Store>) -> Result<Self, StoreError> {
-        let revocations = Self::default();
+    /// Loads the denylist from the store; `feed` announces revocations to other nodes.
+    pub async fn load(
+        store: &Arc<dyn Store>,
+        feed: Option<super::feed::RevocationFeed>,
+    ) -> Result<Self, StoreError> {
+        let revocations = Self {
+            feed,
+            ..Self::default()
+        };
+        revocations.reload(store).await?;
+        Ok(revocations)
+    }
+
+    /// Adds every revocation the store holds (after missing announcements).
+    pub async fn reload(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
         for (jti, expires_at) in store.denied_access_tokens(Utc::now()).await? {
-            revocations.denied.insert(jti, expires_at.timestamp());
+            self.denied.insert(jti, expires_at.timestamp());
         }
         for user_id in store.deleted_user_ids().await? {
-            revocations.deleted_users.insert(user_id, ());
+            self.deleted_users.insert(user_id, ());
         }
-        Ok(revocations)
+        Ok(())
+    }
+
+    /// Applies an announcement from another node (or this one).
+    pub fn apply(&self, revocation: &super::feed::Revocation) {
+        match revocation {
+            super::feed::Revocation::Token { jti, expires_at } => {
+                self.denied.insert(jti.clone(), *expires_at);
+            }
+            super::feed::Revocation::User { user_id } => {
+                self.deleted_users.insert(*user_id, ());
+            }
+        }
     }
 
     /// Refuses `jti` until `expires_at`, in the store and here.
@@ -69,7 +96,18 @@ impl Revocations {
             self.denied.retain(|_, expiry| *expiry > now);
         }
         self.denied.insert(jti.to_owned(), expires_at.timestamp());
+        self.announce(super::feed::Revocation::Token {
+            jti: jti.to_owned(),
+            expires_at: expires_at.timestamp(),
+        })
+        .await;
         Ok(())
+    }
+
+    async fn announce(&self, revocation: super::feed::Revocation) {
+        if let Some(feed) = &self.feed {
+            feed.publish(&revocation).await;
+        }
     }
 
     /// Whether `jti` was revoked.
@@ -78,8 +116,10 @@ impl Revocations {
     }
 
     /// Refuses every token of `user_id` from now on (the user is deleted in the store).
-    pub fn deny_user(&self, user_id: i64) {
+    pub async fn deny_user(&self, user_id: i64) {
         self.deleted_users.insert(user_id, ());
+        self.announce(super::feed::Revocation::User { user_id })
+            .await;
     }
 
     /// Whether `user_id` was deleted.

@@ -180,7 +180,7 @@ async fn delete_me(
             &format!("deleted:{}", user.id),
         )
         .await?;
-    state.revocations.deny_user(user.id);
+    state.revocations.deny_user(user.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -297,6 +297,37 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// A second server on this one's database and Redis prefix (cluster mode: another node).
+    /// The first server owns both and removes them.
+    pub async fn another_node(&self, layers: &[&str]) -> TestApp {
+        let db = TestDb {
+            url: self.db.url.clone(),
+            store: self.db.store,
+            _dir: None,
+            pg_name: None,
+        };
+        let mut settings = test_settings(&db, layers);
+        if let Some(prefix) = &self.redis {
+            settings.redis.url = self.state.settings.redis.url.clone();
+            settings.redis.key_prefix = prefix.prefix.clone();
+        }
+        let app = Application::build(settings).await.expect("node builds");
+        let addr = app.local_addr();
+        let state = app.state().clone();
+        let server = tokio::spawn(async move {
+            let _ = app.run_until_stopped().await;
+        });
+        TestApp {
+            api: Api::new(addr),
+            state,
+            db,
+            redis: None,
+            server,
+        }
+    }
+}
+
 impl Api {
     pub fn new(addr: SocketAddr) -> Self {
         Api {
@@ -490,7 +521,7 @@ impl Api {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
-        self.state.events.stop();
+        self.state.stop_background();
         self.state.engine.shutdown();
     }
 }

@@ -1,0 +1,108 @@
+//! Cluster mode: revocations (logged-out access tokens, deleted users) announced to every node
+//! over Redis pub/sub, so each node's in-memory denylist learns of them within a round trip and
+//! checking a token stays a memory lookup. The store stays the record: a node that starts, or
+//! whose subscription broke (Redis restarted, network), reloads the denylist from the store
+//! after subscribing again, so an announcement it missed is not lost. While Redis is down,
+//! other nodes learn of a revocation when it is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hurry_persistence::Store;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::sessions::Revocations;
+
+/// One announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Revocation {
+    /// Access token `jti` is refused until `expires_at` (unix seconds).
+    Token { jti: String, expires_at: i64 },
+    /// Every token of the user is refused.
+    User { user_id: i64 },
+}
+
+/// Where revocations are published.
+pub struct RevocationFeed {
+    conn: ConnectionManager,
+    channel: String,
+}
+
+impl RevocationFeed {
+    /// A feed on the Redis at `url`, channel `{prefix}revocations`.
+    pub fn new(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Self {
+            conn,
+            channel: format!("{prefix}revocations"),
+        })
+    }
+
+    /// Announces a revocation; a failure is logged (the store has it; nodes reload it when
+    /// their subscription comes back).
+    pub async fn publish(&self, revocation: &Revocation) {
+        let Ok(payload) = serde_json::to_string(revocation) else {
+            return;
+        };
+        let mut conn = self.conn.clone();
+        let sent: Result<i64, _> = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
+        if let Err(err) = sent {
+            tracing::warn!(error = %err, "cannot announce a revocation; other nodes reload it later");
+        }
+    }
+}
+
+/// Listens for announcements on the Redis at `url` (channel `{prefix}revocations`) until
+/// aborted, reloading from the store after every (re)subscription.
+pub fn listen(
+    url: &str,
+    prefix: &str,
+    revocations: Arc<Revocations>,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let client = redis::Client::open(url)?;
+    let channel = format!("{prefix}revocations");
+    Ok(tokio::spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match client.get_async_pubsub().await {
+                Ok(mut pubsub) => {
+                    if pubsub.subscribe(&channel).await.is_ok() {
+                        delay = Duration::from_millis(100);
+                        if let Err(err) = revocations.reload(&store).await {
+                            tracing::warn!(error = %err, "cannot reload revocations");
+                        }
+                        let mut messages = pubsub.on_message();
+                        while let Some(message) = messages.next().await {
+                            let Ok(text) = message.get_payload::<String>() else {
+                                continue;
+                            };
+                            match serde_json::from_str::<Revocation>(&text) {
+                                Ok(revocation) => revocations.apply(&revocation),
+                                Err(err) => {
+                                    tracing::warn!(error = %err, "unreadable revocation announcement");
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot subscribe to revocations"),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }))
+}
