@@ -25,14 +25,15 @@ use std::sync::Arc;
 pub use error::StoreError;
 pub use model::*;
 pub use store::{
-    Backend, CatalogStore, EventSink, EventStore, OrderStore, SessionStore, SinkError, Store,
-    UserStore, VerificationStore,
+    Backend, CartStore, CatalogStore, EventSink, EventStore, OrderStore, SessionStore, SinkError,
+    Store, UserStore, VerificationStore,
 };
 
 /// The store traits, for `use hurry_persistence::prelude::*` where their methods are called.
 pub mod prelude {
     pub use crate::store::{
-        CatalogStore, EventStore, OrderStore, SessionStore, Store, UserStore, VerificationStore,
+        CartStore, CatalogStore, EventStore, OrderStore, SessionStore, Store, UserStore,
+        VerificationStore,
     };
 }
 

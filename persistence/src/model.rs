@@ -58,7 +58,7 @@ pub struct NewItem {
 }
 
 /// A stored item.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ItemRecord {
     pub id: i64,
     pub seller_id: i64,
@@ -379,4 +379,58 @@ pub enum CodeRenewal {
     TooSoon,
     /// Unknown, deleted or already verified user.
     NotNeeded,
+}
+
+/// Changes to an item; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ItemChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<i64>,
+}
+
+/// What a seller's stock adjustment of a general item did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StockAdjustment {
+    /// The item afterwards.
+    Adjusted(ItemRecord),
+    /// The stock would go below zero (what is on hand is all that is not sold).
+    Insufficient,
+    /// No such live item of this seller.
+    NotFound,
+    /// A limited item: its units are adjusted through its drop's actor.
+    IsDrop,
+}
+
+/// A general order to place: the store reads prices and takes the stock, all or nothing.
+#[derive(Debug, Clone)]
+pub struct NewGeneralOrder {
+    pub id: i64,
+    pub user_id: i64,
+    /// `(item_id, quantity)`, item ids distinct.
+    pub lines: Vec<(i64, i64)>,
+    pub payment_due_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub idempotency: Option<IdempotencyEntry>,
+    /// Remove the ordered items from the user's cart in the same transaction.
+    pub from_cart: bool,
+}
+
+/// What placing a general order did. Only `Placed` changed anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Placed(OrderRecord),
+    UnknownItem(i64),
+    /// A limited item: sold through its drop, not in a general order.
+    DropItem(i64),
+    InsufficientStock(i64),
+}
+
+/// A line of a user's cart, with the item's current name and price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartLine {
+    pub item_id: i64,
+    pub name: String,
+    pub price: i64,
+    pub quantity: i64,
 }

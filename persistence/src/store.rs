@@ -19,6 +19,7 @@ pub trait Store:
     UserStore
     + VerificationStore
     + CatalogStore
+    + CartStore
     + OrderStore
     + SessionStore
     + EventStore
@@ -76,7 +77,8 @@ pub trait UserStore: Send + Sync {
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError>;
 
     /// Deletes a user: personal fields become `shredded`, the email index becomes
-    /// `freed_index` (so the address can sign up again), every refresh family is revoked.
+    /// `freed_index` (so the address can sign up again), every refresh family is revoked, the
+    /// cart and the wishlist are emptied.
     /// Orders stay, for the sellers' books. `false` for an unknown or already deleted user.
     async fn delete_user(
         &self,
@@ -136,6 +138,62 @@ pub trait CatalogStore: Send + Sync {
 
     /// Units of `item_id` held by orders that have not released them, per user.
     async fn drop_sales(&self, item_id: i64) -> Result<DropSales, StoreError>;
+
+    /// Changes a live item of `seller_id` (with an `item.updated` event); `None` when there is
+    /// no such item of that seller.
+    async fn update_item(
+        &self,
+        id: i64,
+        seller_id: i64,
+        change: &ItemChange,
+    ) -> Result<Option<ItemRecord>, StoreError>;
+
+    /// Deletes (hides) a live item of `seller_id` (with an `item.deleted` event); its orders
+    /// stay. `false` when there is no such item of that seller.
+    async fn delete_item(&self, id: i64, seller_id: i64) -> Result<bool, StoreError>;
+
+    /// Adds `delta` (may be negative) to the stock on hand of a general item of `seller_id`
+    /// (with an `item.stock_adjusted` event).
+    async fn adjust_stock(
+        &self,
+        id: i64,
+        seller_id: i64,
+        delta: i64,
+    ) -> Result<StockAdjustment, StoreError>;
+
+    /// Adds `delta` to a drop's units (`drops.total_units` and `items.stock`), with an
+    /// `item.stock_adjusted` event. The drop's actor checks the units first.
+    async fn adjust_drop_units(&self, item_id: i64, delta: i64) -> Result<(), StoreError>;
+}
+
+/// Carts and wishlists.
+#[async_trait]
+pub trait CartStore: Send + Sync {
+    /// The user's cart lines (live items only), oldest first.
+    async fn cart(&self, user_id: i64) -> Result<Vec<CartLine>, StoreError>;
+
+    /// Sets the quantity of a live item in the cart (0 removes it); `false` for an unknown item.
+    async fn set_cart_item(
+        &self,
+        user_id: i64,
+        item_id: i64,
+        quantity: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes an item from the cart.
+    async fn remove_cart_item(&self, user_id: i64, item_id: i64) -> Result<(), StoreError>;
+
+    /// Empties the cart.
+    async fn clear_cart(&self, user_id: i64) -> Result<(), StoreError>;
+
+    /// The live items on the user's wishlist, oldest first.
+    async fn wishlist(&self, user_id: i64) -> Result<Vec<ItemRecord>, StoreError>;
+
+    /// Puts a live item on the wishlist (again is fine); `false` for an unknown item.
+    async fn add_wishlist_item(&self, user_id: i64, item_id: i64) -> Result<bool, StoreError>;
+
+    /// Takes an item off the wishlist.
+    async fn remove_wishlist_item(&self, user_id: i64, item_id: i64) -> Result<(), StoreError>;
 }
 
 /// Orders, batched order writes and idempotency records.
@@ -164,6 +222,11 @@ pub trait OrderStore: Send + Sync {
         from: &str,
         to: &str,
     ) -> Result<bool, StoreError>;
+
+    /// Places a general order in one transaction: reads the items' prices, takes the stock
+    /// of every line or of none, writes the order with its lines, idempotency key and
+    /// `order.created` event, and (when asked) removes the items from the cart.
+    async fn place_order(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError>;
 
     /// A user's orders in `status`, with their lines, oldest first.
     async fn orders_in_status(
@@ -331,6 +394,47 @@ pub(crate) fn item_created_payload(id: i64, item: &NewItem) -> serde_json::Value
             "per_user_limit": drop.per_user_limit,
             "total_units": drop.total_units,
         })),
+    })
+}
+
+/// The order `order` becomes with the locked items' `(price, stock, is_drop)`, or why not.
+pub(crate) fn price_lines(
+    order: &NewGeneralOrder,
+    items: &std::collections::HashMap<i64, (i64, i64, bool)>,
+) -> Result<NewOrder, Placement> {
+    let mut lines = Vec::with_capacity(order.lines.len());
+    for &(item_id, quantity) in &order.lines {
+        let Some(&(price, stock, is_drop)) = items.get(&item_id) else {
+            return Err(Placement::UnknownItem(item_id));
+        };
+        if is_drop {
+            return Err(Placement::DropItem(item_id));
+        }
+        if stock < quantity {
+            return Err(Placement::InsufficientStock(item_id));
+        }
+        let amount = price
+            .checked_mul(quantity)
+            .ok_or(Placement::InsufficientStock(item_id))?;
+        lines.push(OrderLine {
+            item_id,
+            quantity,
+            unit_price: price,
+            amount,
+        });
+    }
+    let amount = lines
+        .iter()
+        .try_fold(0_i64, |sum, line| sum.checked_add(line.amount));
+    Ok(NewOrder {
+        id: order.id,
+        user_id: order.user_id,
+        status: "pending_payment".to_owned(),
+        amount: amount.unwrap_or(i64::MAX),
+        payment_due_at: order.payment_due_at,
+        created_at: order.created_at,
+        lines,
+        idempotency: order.idempotency.clone(),
     })
 }
 

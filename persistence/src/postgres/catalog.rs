@@ -91,4 +91,116 @@ impl CatalogStore for PgStore {
         .await?;
         Ok(DropSales { per_user })
     }
+
+    async fn update_item(
+        &self,
+        id: i64,
+        seller_id: i64,
+        change: &ItemChange,
+    ) -> Result<Option<ItemRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE items SET name = COALESCE($3, name), description = COALESCE($4, description), \
+             price = COALESCE($5, price), updated_at = now() \
+             WHERE id = $1 AND seller_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(seller_id)
+        .bind(&change.name)
+        .bind(&change.description)
+        .bind(change.price)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(None);
+        }
+        let payload = serde_json::json!({
+            "item_id": id, "name": change.name, "description": change.description, "price": change.price,
+        });
+        enqueue_event(&mut tx, "item.updated", id, payload).await?;
+        tx.commit().await?;
+        self.item_by_id(id).await
+    }
+
+    async fn delete_item(&self, id: i64, seller_id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let deleted = sqlx::query(
+            "UPDATE items SET deleted_at = now(), updated_at = now() \
+             WHERE id = $1 AND seller_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(seller_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if deleted == 0 {
+            return Ok(false);
+        }
+        enqueue_event(
+            &mut tx,
+            "item.deleted",
+            id,
+            serde_json::json!({ "item_id": id }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn adjust_stock(
+        &self,
+        id: i64,
+        seller_id: i64,
+        delta: i64,
+    ) -> Result<StockAdjustment, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(i64, bool)> = sqlx::query_as(
+            "SELECT i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) FROM items i \
+             WHERE i.id = $1 AND i.seller_id = $2 AND i.deleted_at IS NULL FOR UPDATE",
+        )
+        .bind(id)
+        .bind(seller_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((stock, is_drop)) = row else {
+            return Ok(StockAdjustment::NotFound);
+        };
+        if is_drop {
+            return Ok(StockAdjustment::IsDrop);
+        }
+        let Some(after) = stock.checked_add(delta).filter(|after| *after >= 0) else {
+            return Ok(StockAdjustment::Insufficient);
+        };
+        sqlx::query("UPDATE items SET stock = $2, updated_at = now() WHERE id = $1")
+            .bind(id)
+            .bind(after)
+            .execute(&mut *tx)
+            .await?;
+        let payload = serde_json::json!({ "item_id": id, "delta": delta, "stock": after });
+        enqueue_event(&mut tx, "item.stock_adjusted", id, payload).await?;
+        tx.commit().await?;
+        Ok(match self.item_by_id(id).await? {
+            Some(item) => StockAdjustment::Adjusted(item),
+            None => StockAdjustment::NotFound,
+        })
+    }
+
+    async fn adjust_drop_units(&self, item_id: i64, delta: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE drops SET total_units = total_units + $2 WHERE item_id = $1")
+            .bind(item_id)
+            .bind(delta)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE items SET stock = stock + $2, updated_at = now() WHERE id = $1")
+            .bind(item_id)
+            .bind(delta)
+            .execute(&mut *tx)
+            .await?;
+        let payload = serde_json::json!({ "item_id": item_id, "delta": delta });
+        enqueue_event(&mut tx, "item.stock_adjusted", item_id, payload).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }

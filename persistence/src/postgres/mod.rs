@@ -1,6 +1,7 @@
 //! PostgreSQL backend (cluster mode). Batches are written with `UNNEST` arrays: one statement
 //! per table per batch.
 
+mod cart;
 mod catalog;
 mod events;
 mod orders;

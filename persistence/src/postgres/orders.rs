@@ -1,56 +1,55 @@
 //! Orders and batched order writes on PostgreSQL.
 
 use super::*;
-use crate::store::order_created_payload;
 use crate::store::OrderStore;
+use crate::store::{order_created_payload, price_lines};
 
 #[async_trait]
 impl OrderStore for PgStore {
     async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
-        // One statement (so one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs
-        // for orders, lines and idempotency keys, and the outbox insert as the main statement.
-        // Foreign keys are checked at the end of the statement, when the orders exist.
-        let columns = BatchColumns::from_orders(orders);
-        let event_ids: Vec<uuid::Uuid> = orders.iter().map(|_| uuid::Uuid::new_v4()).collect();
-        let payloads: Vec<String> = orders.iter().map(order_created_payload).collect();
-        sqlx::query(
-            "WITH new_orders AS ( \
-                 INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
-                 SELECT id, user_id, status, amount, due, created, created FROM UNNEST( \
-                     $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], $6::timestamptz[]) \
-                     AS t(id, user_id, status, amount, due, created)), \
-             new_lines AS ( \
-                 INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
-                 SELECT * FROM UNNEST($7::int8[], $8::int4[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])), \
-             new_keys AS ( \
-                 INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
-                 SELECT u, k, h, 201, o, now() FROM UNNEST($13::int8[], $14::text[], $15::text[], $16::int8[]) \
-                     AS t(u, k, h, o)) \
-             INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-             SELECT e, 'order.created', 1, a, o, p::json FROM UNNEST( \
-                 $17::uuid[], $1::int8[], $6::timestamptz[], $18::text[]) AS t(e, a, o, p)",
+        insert_orders(&self.pool, orders).await
+    }
+
+    async fn place_order(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
+        let mut ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
+        ids.sort_unstable();
+        let mut tx = self.pool.begin().await?;
+        // Lock the items in id order (no deadlock between orders sharing items).
+        let rows: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
+            "SELECT i.id, i.price, i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) \
+             FROM items i WHERE i.id = ANY($1) AND i.deleted_at IS NULL ORDER BY i.id FOR UPDATE",
         )
-        .bind(&columns.order_ids)
-        .bind(&columns.user_ids)
-        .bind(&columns.statuses)
-        .bind(&columns.amounts)
-        .bind(&columns.due)
-        .bind(&columns.created)
-        .bind(&columns.line_order_ids)
-        .bind(&columns.line_numbers)
-        .bind(&columns.line_item_ids)
-        .bind(&columns.line_quantities)
-        .bind(&columns.line_prices)
-        .bind(&columns.line_amounts)
-        .bind(&columns.key_user_ids)
-        .bind(&columns.keys)
-        .bind(&columns.key_hashes)
-        .bind(&columns.key_order_ids)
-        .bind(&event_ids)
-        .bind(&payloads)
-        .execute(&self.pool)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(())
+        let found: std::collections::HashMap<i64, (i64, i64, bool)> = rows
+            .into_iter()
+            .map(|(id, price, stock, is_drop)| (id, (price, stock, is_drop)))
+            .collect();
+        let new_order = match price_lines(order, &found) {
+            Ok(new_order) => new_order,
+            Err(rejection) => return Ok(rejection),
+        };
+        let quantities: Vec<i64> = order.lines.iter().map(|(_, quantity)| *quantity).collect();
+        let line_ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
+        sqlx::query(
+            "UPDATE items i SET stock = i.stock - l.q, updated_at = now() \
+             FROM UNNEST($1::int8[], $2::int8[]) AS l(id, q) WHERE i.id = l.id",
+        )
+        .bind(&line_ids)
+        .bind(&quantities)
+        .execute(&mut *tx)
+        .await?;
+        insert_orders(&mut *tx, std::slice::from_ref(&new_order)).await?;
+        if order.from_cart {
+            sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND item_id = ANY($2)")
+                .bind(order.user_id)
+                .bind(&line_ids)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Placement::Placed(new_order.to_record()))
     }
 
     async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
@@ -201,4 +200,57 @@ impl BatchColumns {
         }
         columns
     }
+}
+
+/// Writes orders with their lines, idempotency keys and `order.created` events in one
+/// statement (one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs for orders,
+/// lines and idempotency keys, and the outbox insert as the main statement.
+async fn insert_orders<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    orders: &[NewOrder],
+) -> Result<(), StoreError> {
+    // One statement (so one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs
+    // for orders, lines and idempotency keys, and the outbox insert as the main statement.
+    // Foreign keys are checked at the end of the statement, when the orders exist.
+    let columns = BatchColumns::from_orders(orders);
+    let event_ids: Vec<uuid::Uuid> = orders.iter().map(|_| uuid::Uuid::new_v4()).collect();
+    let payloads: Vec<String> = orders.iter().map(order_created_payload).collect();
+    sqlx::query(
+            "WITH new_orders AS ( \
+                 INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
+                 SELECT id, user_id, status, amount, due, created, created FROM UNNEST( \
+                     $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], $6::timestamptz[]) \
+                     AS t(id, user_id, status, amount, due, created)), \
+             new_lines AS ( \
+                 INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
+                 SELECT * FROM UNNEST($7::int8[], $8::int4[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])), \
+             new_keys AS ( \
+                 INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
+                 SELECT u, k, h, 201, o, now() FROM UNNEST($13::int8[], $14::text[], $15::text[], $16::int8[]) \
+                     AS t(u, k, h, o)) \
+             INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+             SELECT e, 'order.created', 1, a, o, p::json FROM UNNEST( \
+                 $17::uuid[], $1::int8[], $6::timestamptz[], $18::text[]) AS t(e, a, o, p)",
+        )
+        .bind(&columns.order_ids)
+        .bind(&columns.user_ids)
+        .bind(&columns.statuses)
+        .bind(&columns.amounts)
+        .bind(&columns.due)
+        .bind(&columns.created)
+        .bind(&columns.line_order_ids)
+        .bind(&columns.line_numbers)
+        .bind(&columns.line_item_ids)
+        .bind(&columns.line_quantities)
+        .bind(&columns.line_prices)
+        .bind(&columns.line_amounts)
+        .bind(&columns.key_user_ids)
+        .bind(&columns.keys)
+        .bind(&columns.key_hashes)
+        .bind(&columns.key_order_ids)
+        .bind(&event_ids)
+        .bind(&payloads)
+        .execute(executor)
+        .await?;
+    Ok(())
 }

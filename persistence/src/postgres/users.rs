@@ -126,6 +126,12 @@ impl UserStore for PgStore {
         .bind(user_id)
         .execute(&mut *tx)
         .await?;
+        for table in ["cart_items", "wishlist_items"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if deleted.rows_affected() > 0 {
             enqueue_event(
                 &mut tx,

@@ -2,6 +2,7 @@
 //! acknowledged commit survives a crash of the process or the machine. A batch is one
 //! transaction of prepared inserts.
 
+mod cart;
 mod catalog;
 mod events;
 mod orders;

@@ -1,67 +1,60 @@
 //! Orders and batched order writes on SQLite.
 
 use super::*;
-use crate::store::order_created_payload;
 use crate::store::OrderStore;
+use crate::store::{order_created_payload, price_lines};
 
 #[async_trait]
 impl OrderStore for SqliteStore {
     async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        for order in orders {
+        insert_orders(&mut tx, orders).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn place_order(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
+        let ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
+        let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
+        // IMMEDIATE: the write lock from the start, so the stock read is the stock written.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
+            "SELECT i.id, i.price, i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) \
+             FROM items i WHERE i.id IN (SELECT value FROM json_each(?)) AND i.deleted_at IS NULL",
+        )
+        .bind(&ids_json)
+        .fetch_all(&mut *tx)
+        .await?;
+        let found: std::collections::HashMap<i64, (i64, i64, bool)> = rows
+            .into_iter()
+            .map(|(id, price, stock, is_drop)| (id, (price, stock, is_drop)))
+            .collect();
+        let new_order = match price_lines(order, &found) {
+            Ok(new_order) => new_order,
+            Err(rejection) => return Ok(rejection),
+        };
+        let now = Utc::now().trunc_subsecs(6);
+        for &(item_id, quantity) in &order.lines {
+            sqlx::query("UPDATE items SET stock = stock - ?, updated_at = ? WHERE id = ?")
+                .bind(quantity)
+                .bind(now)
+                .bind(item_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        insert_orders(&mut tx, std::slice::from_ref(&new_order)).await?;
+        if order.from_cart {
             sqlx::query(
-                "INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "DELETE FROM cart_items WHERE user_id = ? \
+                 AND item_id IN (SELECT value FROM json_each(?))",
             )
-            .bind(order.id)
             .bind(order.user_id)
-            .bind(&order.status)
-            .bind(order.amount)
-            .bind(order.payment_due_at)
-            .bind(order.created_at)
-            .bind(order.created_at)
-            .execute(&mut *tx)
-            .await?;
-            for (line_no, line) in (1_i64..).zip(&order.lines) {
-                sqlx::query(
-                    "INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(order.id)
-                .bind(line_no)
-                .bind(line.item_id)
-                .bind(line.quantity)
-                .bind(line.unit_price)
-                .bind(line.amount)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some(entry) = &order.idempotency {
-                sqlx::query(
-                    "INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
-                     VALUES (?, ?, ?, 201, ?, ?)",
-                )
-                .bind(order.user_id)
-                .bind(&entry.key)
-                .bind(&entry.request_hash)
-                .bind(order.id)
-                .bind(order.created_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query(
-                "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-                 VALUES (?, 'order.created', 1, ?, ?, ?)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(order.id)
-            .bind(order.created_at)
-            .bind(order_created_payload(order))
+            .bind(&ids_json)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(Placement::Placed(new_order.to_record()))
     }
 
     async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
@@ -154,4 +147,65 @@ impl OrderStore for SqliteStore {
             }),
         )
     }
+}
+
+/// Writes orders with their lines, idempotency keys and `order.created` events on `conn`
+/// (inside the caller's transaction).
+async fn insert_orders(
+    conn: &mut sqlx::SqliteConnection,
+    orders: &[NewOrder],
+) -> Result<(), StoreError> {
+    for order in orders {
+        sqlx::query(
+                "INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(order.id)
+            .bind(order.user_id)
+            .bind(&order.status)
+            .bind(order.amount)
+            .bind(order.payment_due_at)
+            .bind(order.created_at)
+            .bind(order.created_at)
+            .execute(&mut *conn)
+            .await?;
+        for (line_no, line) in (1_i64..).zip(&order.lines) {
+            sqlx::query(
+                    "INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(order.id)
+                .bind(line_no)
+                .bind(line.item_id)
+                .bind(line.quantity)
+                .bind(line.unit_price)
+                .bind(line.amount)
+                .execute(&mut *conn)
+                .await?;
+        }
+        if let Some(entry) = &order.idempotency {
+            sqlx::query(
+                    "INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
+                     VALUES (?, ?, ?, 201, ?, ?)",
+                )
+                .bind(order.user_id)
+                .bind(&entry.key)
+                .bind(&entry.request_hash)
+                .bind(order.id)
+                .bind(order.created_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+        sqlx::query(
+                "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+                 VALUES (?, 'order.created', 1, ?, ?, ?)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(order.id)
+            .bind(order.created_at)
+            .bind(order_created_payload(order))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

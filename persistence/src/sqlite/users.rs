@@ -142,6 +142,12 @@ impl UserStore for SqliteStore {
         .bind(Utc::now().timestamp())
         .execute(&mut *tx)
         .await?;
+        for table in ["cart_items", "wishlist_items"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if deleted.rows_affected() > 0 {
             enqueue_event(
                 &mut tx,

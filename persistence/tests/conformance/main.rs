@@ -11,6 +11,7 @@ mod basics;
 mod catalog;
 mod events;
 mod orders;
+mod shop;
 mod verification;
 
 use anyhow::{ensure, Context, Result};
