@@ -42,7 +42,9 @@ fn status_of(code: &str) -> StatusCode {
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "validation_failed" | "idempotency_mismatch" => StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed" | "idempotency_mismatch" | "drop_item_in_order" => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "overloaded" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         "internal_error" => StatusCode::INTERNAL_SERVER_ERROR,

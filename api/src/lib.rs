@@ -5,6 +5,7 @@
 //! - [`settings`]: layered configuration.
 //! - [`startup`]: building the store, engine and router; serving.
 //! - [`routes`]: one module per resource, merged in [`routes::router`].
+//! - [`catalog`]: the in-memory catalogue cache.
 //! - [`auth`]: password hashing, access tokens, role extractors.
 //! - [`extract`]: extractors whose rejections use the error schema.
 //! - [`error`]: [`error::ApiError`] and the code → status mapping.
@@ -18,6 +19,7 @@
 //! - [`telemetry`]: logs and metrics.
 
 pub mod auth;
+pub mod catalog;
 pub mod error;
 pub mod events;
 pub mod extract;

@@ -29,6 +29,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub events: EventsSettings,
     pub mail: MailSettings,
+    pub catalog: CatalogSettings,
     pub log: LogSettings,
 }
 
@@ -129,6 +130,12 @@ pub struct RateLimitSettings {
     pub verify_per_account_per_min: u32,
     pub resend_per_ip_per_min: u32,
     pub purchase_per_user_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogSettings {
+    pub cache_ttl_ms: u64,
+    pub cache_max_items: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

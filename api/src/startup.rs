@@ -154,10 +154,15 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     let mail_consumer = Arc::new(MailerConsumer::new(store.clone(), pii.clone(), mailer));
     let events = EventSystem::start(&settings, &store, &engine, vec![mail_consumer]).await?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
+    let catalog = crate::catalog::CatalogCache::new(
+        Duration::from_millis(settings.catalog.cache_ttl_ms),
+        settings.catalog.cache_max_items,
+    );
     Ok(AppState::new(Shared {
         settings: Arc::new(settings),
         store,
         engine: Arc::new(engine),
+        catalog,
         events: Arc::new(events),
         tokens: Arc::new(tokens),
         revocations,

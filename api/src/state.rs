@@ -45,6 +45,7 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
+    pub catalog: crate::catalog::CatalogCache,
     pub events: Arc<EventSystem>,
     pub tokens: Arc<TokenKeys>,
     pub revocations: Arc<Revocations>,

@@ -62,6 +62,8 @@ pub struct Engine {
     writer: ActorRef<WriterMessage>,
     /// Woken whenever the engine has written outbox rows (the relay listens).
     outbox_written: Arc<tokio::sync::Notify>,
+    /// Order ids, in blocks (shared with the writer).
+    order_ids: Arc<IdAllocator>,
     config: EngineConfig,
 }
 
@@ -69,6 +71,7 @@ impl Engine {
     /// Starts the actors and an item actor for every drop that has not closed.
     pub async fn start(store: Arc<dyn Store>, config: EngineConfig) -> Result<Self, EngineError> {
         let ids = Arc::new(IdAllocator::new(store.clone(), config.id_block_size));
+        let order_ids = ids.clone();
         let outbox_written = Arc::new(tokio::sync::Notify::new());
         let writer_args = WriterArgs {
             store: store.clone(),
@@ -101,6 +104,7 @@ impl Engine {
             supervisor,
             writer,
             outbox_written,
+            order_ids,
             config,
         };
         for item in store.open_drops(Utc::now()).await? {
@@ -219,6 +223,72 @@ impl Engine {
             Ok(CallResult::Success(result)) => result.map_err(PurchaseError::Drop),
             _ => Err(DropError::Unavailable.into()),
         }
+    }
+
+    /// Tells drop `item_id`'s actor (when served here) to price new orders at `price`.
+    pub fn reprice_drop(&self, item_id: i64, price: i64) {
+        if let Some(actor) = self.registry.get(item_id).and_then(|slot| slot.actor()) {
+            let _ = actor.cast(ItemMessage::SetPrice { price });
+        }
+    }
+
+    /// Closes drop `item_id` (its item was deleted): purchases are refused as `Closed` from
+    /// now on, from the slot, without reaching the actor.
+    pub fn close_drop(&self, item_id: i64, spec: &hurry_persistence::DropSpec) {
+        if let Some(slot) = self.registry.get(item_id) {
+            let mut closed = spec.clone();
+            closed.closes_at = closed.closes_at.min(Utc::now());
+            slot.set_window(&closed);
+        }
+    }
+
+    /// A fresh order id (for orders written outside the drop path).
+    pub async fn next_order_id(&self) -> Result<i64, StoreError> {
+        self.order_ids.take(1).await
+    }
+
+    /// Changes the size of drop `item_id` by `delta` units; answers its units afterwards.
+    /// A served drop changes through its actor (added units are sellable when this returns);
+    /// a drop not served here (closed) changes in the store, never below what is sold.
+    pub async fn adjust_drop_units(&self, item_id: i64, delta: i64) -> Result<i64, PurchaseError> {
+        if let Some(slot) = self.registry.get(item_id) {
+            let Some(actor) = slot.actor() else {
+                return Err(DropError::Unavailable.into());
+            };
+            let answer = actor
+                .call(
+                    |reply| ItemMessage::AdjustUnits { delta, reply },
+                    Some(self.config.call_timeout),
+                )
+                .await;
+            return match answer {
+                Ok(CallResult::Success(result)) => result.map_err(PurchaseError::Drop),
+                _ => Err(DropError::Unavailable.into()),
+            };
+        }
+        let unavailable = |_| PurchaseError::Drop(DropError::Unavailable);
+        let item = self.store.item_by_id(item_id).await.map_err(unavailable)?;
+        let Some(spec) = item.and_then(|item| item.drop) else {
+            return Err(PurchaseError::NotServed);
+        };
+        let sold = self
+            .store
+            .drop_sales(item_id)
+            .await
+            .map_err(unavailable)?
+            .total();
+        let after = spec.total_units + delta;
+        if after < sold {
+            return Err(DropError::InsufficientStock {
+                available: spec.total_units - sold,
+            }
+            .into());
+        }
+        self.store
+            .adjust_drop_units(item_id, delta)
+            .await
+            .map_err(unavailable)?;
+        Ok(after)
     }
 
     /// The shared state of drop `item_id`, if served here.

@@ -1,4 +1,5 @@
-//! The catalogue: create, list and read items.
+//! The catalogue: create, list, read, change and delete items, and adjust their stock.
+//! Reads go through the catalogue cache; every change here clears what it touched.
 
 use std::sync::atomic::Ordering;
 
@@ -7,7 +8,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use hurry_persistence::{DropSpec, ItemRecord, NewItem};
+use hurry_engine::drop::DropError;
+use hurry_engine::engine::PurchaseError;
+use hurry_persistence::{DropSpec, ItemChange, ItemRecord, NewItem, StockAdjustment};
 use serde::Deserialize;
 
 use crate::auth::Seller;
@@ -19,7 +22,11 @@ use crate::views::{ItemView, PageRows, PageView};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/items", post(create_item).get(list_items))
-        .route("/items/{id}", get(get_item))
+        .route(
+            "/items/{id}",
+            get(get_item).patch(update_item).delete(delete_item),
+        )
+        .route("/items/{id}/stock", post(adjust_stock))
 }
 
 /// Largest price of a unit, in won.
@@ -109,6 +116,7 @@ async fn create_item(
         tracing::error!(error = %err, item_id = created.id, "cannot start the drop");
         ApiError::new("unavailable", "the drop could not be started")
     })?;
+    state.catalog.changed(&[]);
     let stock = stock_available(&state, &created).await?;
     Ok((StatusCode::CREATED, Json(ItemView::new(created, stock))))
 }
@@ -118,11 +126,11 @@ async fn list_items(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageView<ItemView>>, ApiError> {
     let (page, size) = query.validate()?;
-    let listing = state.store.list_items(page, size).await?;
+    let listing = state.catalog.page(&state.store, page, size).await?;
     let mut items = Vec::with_capacity(listing.rows.len());
-    for item in listing.rows {
-        let stock = stock_available(&state, &item).await?;
-        items.push(ItemView::new(item, stock));
+    for item in &listing.rows {
+        let stock = stock_available(&state, item).await?;
+        items.push(ItemView::new(item.clone(), stock));
     }
     Ok(Json(PageView {
         rows: PageRows::Items(items),
@@ -137,10 +145,146 @@ async fn get_item(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<ItemView>, ApiError> {
     let item = state
-        .store
-        .item_by_id(id)
+        .catalog
+        .item(&state.store, id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("item {id} not found")))?;
+        .ok_or_else(|| item_not_found(id))?;
+    let stock = stock_available(&state, &item).await?;
+    Ok(Json(ItemView::new(ItemRecord::clone(&item), stock)))
+}
+
+fn item_not_found(id: i64) -> ApiError {
+    ApiError::not_found(format!("item {id} not found"))
+}
+
+#[derive(Deserialize)]
+struct UpdateItemBody {
+    name: Option<String>,
+    description: Option<String>,
+    price: Option<i64>,
+}
+
+/// The owner's change; another seller's item is 404, like an absent one.
+async fn update_item(
+    State(state): State<AppState>,
+    seller: Seller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<UpdateItemBody>,
+) -> Result<Json<ItemView>, ApiError> {
+    let mut details = Vec::new();
+    let name = body.name.map(|name| name.trim().to_owned());
+    if name
+        .as_ref()
+        .is_some_and(|name| name.is_empty() || name.chars().count() > 200)
+    {
+        details.push(FieldError::new("name", "must be 1 to 200 characters"));
+    }
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|text| text.chars().count() > 10_000)
+    {
+        details.push(FieldError::new(
+            "description",
+            "must be at most 10000 characters",
+        ));
+    }
+    if body
+        .price
+        .is_some_and(|price| !(0..=MAX_PRICE).contains(&price))
+    {
+        details.push(FieldError::new("price", "must be between 0 and 10^12 won"));
+    }
+    if !details.is_empty() {
+        return Err(ApiError::validation(details));
+    }
+    let change = ItemChange {
+        name,
+        description: body.description,
+        price: body.price,
+    };
+    let updated = state.store.update_item(id, seller.user.id, &change).await?;
+    state.catalog.changed(&[id]);
+    let item = updated.ok_or_else(|| item_not_found(id))?;
+    if let (Some(price), Some(_)) = (change.price, &item.drop) {
+        // The drop's actor prices its orders.
+        state.engine.reprice_drop(id, price);
+    }
+    let stock = stock_available(&state, &item).await?;
+    Ok(Json(ItemView::new(item, stock)))
+}
+
+/// Hides the item; its orders stay.
+async fn delete_item(
+    State(state): State<AppState>,
+    seller: Seller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    let before = state.store.item_by_id(id).await?;
+    let deleted = state.store.delete_item(id, seller.user.id).await?;
+    state.catalog.changed(&[id]);
+    if let Some(spec) = before.and_then(|item| item.drop).filter(|_| deleted) {
+        state.engine.close_drop(id, &spec);
+    }
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(item_not_found(id))
+    }
+}
+
+#[derive(Deserialize)]
+struct StockBody {
+    delta: i64,
+}
+
+fn insufficient_stock(id: i64) -> ApiError {
+    ApiError::new(
+        "insufficient_stock",
+        format!("item {id} has fewer unsold units than that"),
+    )
+}
+
+/// Adds or removes units: general items in the store, drops through their actor (added
+/// units are sellable when this answers). Never below what is sold or reserved.
+async fn adjust_stock(
+    State(state): State<AppState>,
+    seller: Seller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<StockBody>,
+) -> Result<Json<ItemView>, ApiError> {
+    if body.delta == 0 || body.delta.abs() > MAX_STOCK {
+        return Err(ApiError::invalid_field(
+            "delta",
+            "must be a non-zero number of units, at most 10^9 either way",
+        ));
+    }
+    let adjusted = state
+        .store
+        .adjust_stock(id, seller.user.id, body.delta)
+        .await?;
+    let item = match adjusted {
+        StockAdjustment::Adjusted(item) => item,
+        StockAdjustment::Insufficient => return Err(insufficient_stock(id)),
+        StockAdjustment::NotFound => return Err(item_not_found(id)),
+        StockAdjustment::IsDrop => {
+            match state.engine.adjust_drop_units(id, body.delta).await {
+                Ok(_) => {}
+                Err(PurchaseError::Drop(DropError::InsufficientStock { .. })) => {
+                    return Err(insufficient_stock(id))
+                }
+                Err(PurchaseError::NotServed) => return Err(item_not_found(id)),
+                Err(err) => return Err(err.into()),
+            }
+            state.catalog.changed(&[id]);
+            state
+                .store
+                .item_by_id(id)
+                .await?
+                .ok_or_else(|| item_not_found(id))?
+        }
+    };
+    state.catalog.changed(&[id]);
     let stock = stock_available(&state, &item).await?;
     Ok(Json(ItemView::new(item, stock)))
 }

@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cart;
+pub mod general_orders;
 pub mod items;
 pub mod ops;
 pub mod orders;
@@ -23,6 +25,8 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(items::router())
         .merge(orders::router())
+        .merge(general_orders::router())
+        .merge(cart::router())
         .merge(users::router())
         .merge(verify::router())
         .merge(admin::router());

@@ -53,6 +53,18 @@ impl Actor for ItemActor {
     ) -> Result<ItemState, ActorProcessingErr> {
         // A predecessor's drafts may still be committing: count them only once they settled.
         args.slot.wait_settled().await;
+        // The drop's size and price may have changed since it was first served.
+        let mut args = args;
+        match args.store.item_by_id(args.item_id).await? {
+            Some(item) => {
+                args.unit_price = item.price;
+                if let Some(spec) = item.drop {
+                    args.spec = spec;
+                }
+            }
+            // Deleted: the drop is closed.
+            None => args.spec.closes_at = args.spec.closes_at.min(chrono::Utc::now()),
+        }
         let sales = args.store.drop_sales(args.item_id).await?;
         let unsold = (args.spec.total_units - sales.total()).max(0);
         let grant = args.lease.grant(args.item_id, unsold, unsold).await?;
@@ -102,6 +114,14 @@ impl Actor for ItemActor {
                 state.book.restock(user_id, quantity);
                 state.mirror();
             }
+            ItemMessage::AdjustUnits { delta, reply } => state.adjust_units(myself, delta, reply),
+            ItemMessage::UnitsStored { delta, reply } => {
+                state.book.grow(delta);
+                state.args.slot.leased.fetch_add(delta, Ordering::Relaxed);
+                state.mirror();
+                let _ = reply.send(Ok(state.book.spec().total_units));
+            }
+            ItemMessage::SetPrice { price } => state.args.unit_price = price,
             ItemMessage::Recount => {
                 return Err(
                     format!("item {} must recount from the store", state.args.item_id).into(),
@@ -160,6 +180,49 @@ impl ItemState {
             let _ = draft.reply.send(Err(DropError::Unavailable));
         }
         self.mirror();
+    }
+
+    /// Changes the drop's size. Fewer units: taken out of the unsold ones here first (so no
+    /// shopper gets them), then stored. More units: stored first, then made sellable (never
+    /// sell a unit the store does not count). A store failure leaves the outcome in doubt:
+    /// the actor restarts from the store.
+    fn adjust_units(
+        &mut self,
+        myself: ActorRef<ItemMessage>,
+        delta: i64,
+        reply: RpcReplyPort<Result<i64, DropError>>,
+    ) {
+        if delta < 0 {
+            if let Err(err) = self.book.shrink(-delta) {
+                let _ = reply.send(Err(err));
+                return;
+            }
+            self.args.slot.leased.fetch_add(delta, Ordering::Relaxed);
+            self.mirror();
+        }
+        let total_after = self.book.spec().total_units;
+        let (slot, store, item_id) = (
+            self.args.slot.clone(),
+            self.args.store.clone(),
+            self.args.item_id,
+        );
+        slot.draft_started();
+        tokio::spawn(async move {
+            match store.adjust_drop_units(item_id, delta).await {
+                Ok(()) if delta > 0 => {
+                    let _ = myself.cast(ItemMessage::UnitsStored { delta, reply });
+                }
+                Ok(()) => {
+                    let _ = reply.send(Ok(total_after));
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, item_id, delta, "drop size change outcome unknown");
+                    let _ = myself.cast(ItemMessage::Recount);
+                    let _ = reply.send(Err(DropError::Unavailable));
+                }
+            }
+            slot.draft_settled();
+        });
     }
 
     /// Cancels off the actor's loop; the slot counts it in flight so that a restart waits for

@@ -138,6 +138,27 @@ impl DropBook {
         self.debug_check();
     }
 
+    /// Takes `units` unsold units out of the drop (the seller makes it smaller); refused when
+    /// fewer are unsold (sold and pending units stay).
+    pub fn shrink(&mut self, units: i64) -> Result<(), DropError> {
+        if units > self.available {
+            return Err(DropError::InsufficientStock {
+                available: self.available,
+            });
+        }
+        self.available -= units;
+        self.spec.total_units -= units;
+        self.debug_check();
+        Ok(())
+    }
+
+    /// Adds `units` to the drop (already durable), sellable at once.
+    pub fn grow(&mut self, units: i64) {
+        self.available += units;
+        self.spec.total_units += units;
+        self.debug_check();
+    }
+
     fn debug_check(&self) {
         debug_assert!(self.available >= 0, "available went negative");
         debug_assert!(self.pending >= 0, "pending went negative");

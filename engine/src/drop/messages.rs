@@ -34,6 +34,19 @@ pub enum ItemMessage {
     },
     /// A cancellation committed: the units are sellable again.
     Restock { user_id: i64, quantity: Quantity },
+    /// Adds `delta` units to the drop (negative: takes unsold units out), durably; answers the
+    /// drop's units afterwards. Added units are sellable once the answer is sent.
+    AdjustUnits {
+        delta: i64,
+        reply: RpcReplyPort<Result<i64, DropError>>,
+    },
+    /// Units added by `AdjustUnits` are stored: make them sellable, then answer.
+    UnitsStored {
+        delta: i64,
+        reply: RpcReplyPort<Result<i64, DropError>>,
+    },
+    /// New orders are priced at `price` from now on (the seller changed it in the store).
+    SetPrice { price: i64 },
     /// The store's state is in doubt: fail, so the supervisor restarts this actor from it.
     Recount,
     /// Counters and recent rates.
