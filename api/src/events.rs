@@ -89,6 +89,7 @@ impl EventSystem {
                     Backend::Sqlite => 1,
                 },
                 poll_interval: Duration::from_millis(events.relay_poll_ms.max(1)),
+                min_interval: Duration::from_millis(events.relay_min_interval_ms),
                 max_backoff: Duration::from_millis(events.relay_max_backoff_ms.max(1)),
                 retention: Duration::from_secs(events.retention_hours * 3600),
                 prune_interval: Duration::from_secs(events.prune_interval_secs.max(1)),

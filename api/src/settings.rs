@@ -62,6 +62,7 @@ pub struct EventsSettings {
     pub relay_batch: u32,
     pub relay_shards: u32,
     pub relay_poll_ms: u64,
+    pub relay_min_interval_ms: u64,
     pub relay_max_backoff_ms: u64,
     pub retention_hours: u64,
     pub prune_interval_secs: u64,

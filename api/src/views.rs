@@ -1,16 +1,18 @@
 //! JSON shapes of API answers.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use hurry_persistence::{ItemRecord, OrderRecord};
 use serde::Serialize;
 
-/// An item as the API shows it.
+/// An item as the API shows it (owning its text, or borrowing it from a cached record).
 #[derive(Debug, Serialize)]
-pub struct ItemView {
+pub struct ItemView<'a> {
     pub id: i64,
     pub seller_id: i64,
-    pub name: String,
-    pub description: String,
+    pub name: Cow<'a, str>,
+    pub description: Cow<'a, str>,
     pub price: i64,
     pub stock_available: i64,
     pub drop: Option<DropView>,
@@ -26,17 +28,38 @@ pub struct DropView {
     pub total_units: i64,
 }
 
-impl ItemView {
+impl ItemView<'static> {
     /// The view of `item` with `stock_available` units on sale.
     pub fn new(item: ItemRecord, stock_available: i64) -> Self {
         Self {
             id: item.id,
             seller_id: item.seller_id,
-            name: item.name,
-            description: item.description,
+            name: Cow::Owned(item.name),
+            description: Cow::Owned(item.description),
             price: item.price,
             stock_available,
             drop: item.drop.map(|drop| DropView {
+                opens_at: drop.opens_at,
+                closes_at: drop.closes_at,
+                per_user_limit: drop.per_user_limit,
+                total_units: drop.total_units,
+            }),
+            created_at: item.created_at,
+        }
+    }
+}
+
+impl<'a> ItemView<'a> {
+    /// The view of a borrowed `item` (no copy of its text).
+    pub fn borrowed(item: &'a ItemRecord, stock_available: i64) -> Self {
+        Self {
+            id: item.id,
+            seller_id: item.seller_id,
+            name: Cow::Borrowed(&item.name),
+            description: Cow::Borrowed(&item.description),
+            price: item.price,
+            stock_available,
+            drop: item.drop.as_ref().map(|drop| DropView {
                 opens_at: drop.opens_at,
                 closes_at: drop.closes_at,
                 per_user_limit: drop.per_user_limit,

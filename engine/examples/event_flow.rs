@@ -227,6 +227,7 @@ async fn run(
             _ => 8,
         },
         poll_interval: Duration::from_millis(100),
+        min_interval: Duration::ZERO,
         max_backoff: Duration::from_secs(1),
         retention: Duration::from_secs(3600),
         prune_interval: Duration::from_secs(3600),

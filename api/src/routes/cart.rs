@@ -113,7 +113,7 @@ async fn clear_cart(State(state): State<AppState>, user: AuthUser) -> Result<Sta
 
 #[derive(Serialize)]
 struct WishlistView {
-    items: Vec<ItemView>,
+    items: Vec<ItemView<'static>>,
 }
 
 async fn get_wishlist(

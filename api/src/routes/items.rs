@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -109,7 +110,7 @@ async fn create_item(
     State(state): State<AppState>,
     seller: Seller,
     ApiJson(body): ApiJson<CreateItemBody>,
-) -> Result<(StatusCode, Json<ItemView>), ApiError> {
+) -> Result<(StatusCode, Json<ItemView<'static>>), ApiError> {
     let item = validate_item(body, seller.user.id)?;
     let created = state.store.create_item(&item).await?;
     state.engine.serve_drop(&created).await.map_err(|err| {
@@ -124,33 +125,34 @@ async fn create_item(
 async fn list_items(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<PageQuery>,
-) -> Result<Json<PageView<ItemView>>, ApiError> {
+) -> Result<Response, ApiError> {
     let (page, size) = query.validate()?;
     let listing = state.catalog.page(&state.store, page, size).await?;
     let mut items = Vec::with_capacity(listing.rows.len());
     for item in &listing.rows {
         let stock = stock_available(&state, item).await?;
-        items.push(ItemView::new(item.clone(), stock));
+        items.push(ItemView::borrowed(item, stock));
     }
     Ok(Json(PageView {
         rows: PageRows::Items(items),
         page,
         size,
         total: listing.total,
-    }))
+    })
+    .into_response())
 }
 
 async fn get_item(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<ItemView>, ApiError> {
+) -> Result<Response, ApiError> {
     let item = state
         .catalog
         .item(&state.store, id)
         .await?
         .ok_or_else(|| item_not_found(id))?;
     let stock = stock_available(&state, &item).await?;
-    Ok(Json(ItemView::new(ItemRecord::clone(&item), stock)))
+    Ok(Json(ItemView::borrowed(&item, stock)).into_response())
 }
 
 fn item_not_found(id: i64) -> ApiError {
@@ -170,7 +172,7 @@ async fn update_item(
     seller: Seller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdateItemBody>,
-) -> Result<Json<ItemView>, ApiError> {
+) -> Result<Json<ItemView<'static>>, ApiError> {
     let mut details = Vec::new();
     let name = body.name.map(|name| name.trim().to_owned());
     if name
@@ -252,7 +254,7 @@ async fn adjust_stock(
     seller: Seller,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<StockBody>,
-) -> Result<Json<ItemView>, ApiError> {
+) -> Result<Json<ItemView<'static>>, ApiError> {
     if body.delta == 0 || body.delta.abs() > MAX_STOCK {
         return Err(ApiError::invalid_field(
             "delta",

@@ -21,6 +21,10 @@ use super::bus::EventBus;
 /// Setting under which the relay keeps [`EventBus::acked_through`] of an in-process bus.
 pub const ACKED_THROUGH_KEY: &str = "events.local_acked_through";
 
+/// How often the in-process bus's acknowledged point is stored: events acknowledged since
+/// are published again after a crash (their consumers' inboxes drop them).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// Relay settings.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
@@ -30,6 +34,10 @@ pub struct RelayConfig {
     pub shards: u32,
     /// Longest sleep without a wake-up.
     pub poll_interval: Duration,
+    /// Shortest time between two passes that found less than a full batch: commits arriving
+    /// meanwhile go out together, in fewer transactions (what SQLite, with one writer at a
+    /// time, wants).
+    pub min_interval: Duration,
     /// Longest delay between retries after failures.
     pub max_backoff: Duration,
     /// Published outbox rows and inbox rows older than this are deleted.
@@ -141,6 +149,7 @@ impl OutboxRelay {
         }
         let mut backoff = Duration::ZERO;
         let mut last_prune = tokio::time::Instant::now();
+        let mut last_checkpoint = tokio::time::Instant::now();
         loop {
             let wake = self.wake.notified();
             let more = match self.pass().await {
@@ -157,13 +166,20 @@ impl OutboxRelay {
                     false
                 }
             };
-            self.checkpoint().await;
+            // At most once a second: each is a write (on SQLite, the one writer's time).
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                last_checkpoint = tokio::time::Instant::now();
+                self.checkpoint().await;
+            }
             if last_prune.elapsed() >= self.config.prune_interval {
                 last_prune = tokio::time::Instant::now();
                 self.prune().await;
             }
             if more {
                 continue;
+            }
+            if !self.config.min_interval.is_zero() {
+                tokio::time::sleep(self.config.min_interval).await;
             }
             let pause = if backoff.is_zero() {
                 self.config.poll_interval

@@ -44,7 +44,7 @@ impl CartStore for SqliteStore {
         .bind(item_id)
         .bind(quantity)
         .bind(Utc::now().trunc_subsecs(6))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(written > 0)
@@ -54,7 +54,7 @@ impl CartStore for SqliteStore {
         sqlx::query("DELETE FROM cart_items WHERE user_id = ?1 AND item_id = ?2")
             .bind(user_id)
             .bind(item_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -62,7 +62,7 @@ impl CartStore for SqliteStore {
     async fn clear_cart(&self, user_id: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM cart_items WHERE user_id = ?1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -76,7 +76,7 @@ impl CartStore for SqliteStore {
         );
         let rows = sqlx::query(&sql)
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         rows.iter().map(item_from_row).collect()
     }
@@ -90,7 +90,7 @@ impl CartStore for SqliteStore {
         .bind(user_id)
         .bind(item_id)
         .bind(Utc::now().trunc_subsecs(6))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(self.item_by_id(item_id).await?.is_some())
     }
@@ -99,7 +99,7 @@ impl CartStore for SqliteStore {
         sqlx::query("DELETE FROM wishlist_items WHERE user_id = ?1 AND item_id = ?2")
             .bind(user_id)
             .bind(item_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

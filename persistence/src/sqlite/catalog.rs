@@ -10,7 +10,7 @@ impl CatalogStore for SqliteStore {
     async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError> {
         check_new_item(item)?;
         let created_at = Utc::now().trunc_subsecs(6);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO items (seller_id, name, description, price, stock, created_at, updated_at) \
              VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -112,7 +112,7 @@ impl CatalogStore for SqliteStore {
         seller_id: i64,
         change: &ItemChange,
     ) -> Result<Option<ItemRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(
             "UPDATE items SET name = COALESCE(?3, name), description = COALESCE(?4, description), \
              price = COALESCE(?5, price), updated_at = ?6 \
@@ -139,7 +139,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn delete_item(&self, id: i64, seller_id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let deleted = sqlx::query(
             "UPDATE items SET deleted_at = ?3, updated_at = ?3 \
              WHERE id = ?1 AND seller_id = ?2 AND deleted_at IS NULL",
@@ -170,7 +170,7 @@ impl CatalogStore for SqliteStore {
         seller_id: i64,
         delta: i64,
     ) -> Result<StockAdjustment, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(i64, bool)> = sqlx::query_as(
             "SELECT i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) FROM items i \
              WHERE i.id = ? AND i.seller_id = ? AND i.deleted_at IS NULL",
@@ -204,7 +204,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn adjust_drop_units(&self, item_id: i64, delta: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE drops SET total_units = total_units + ? WHERE item_id = ?")
             .bind(delta)
             .bind(item_id)

@@ -45,7 +45,7 @@ impl EventStore for SqliteStore {
         .bind(Utc::now().trunc_subsecs(6))
         .bind(first)
         .bind(last)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(RelayRun {
             published: events.len(),
@@ -66,7 +66,7 @@ impl EventStore for SqliteStore {
             "UPDATE outbox SET published_at = NULL WHERE id > ? AND published_at IS NOT NULL",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -76,57 +76,79 @@ impl EventStore for SqliteStore {
         consumer: &str,
         effects: &[(uuid::Uuid, Effect)],
     ) -> Result<usize, StoreError> {
+        // Two statements for the whole batch (json_each), so the one writer connection is held
+        // briefly: the inbox rows (RETURNING the fresh ones), then every ledger entry of the
+        // fresh events.
+        let mut first_seen = std::collections::HashSet::new();
+        let effects: Vec<&(uuid::Uuid, Effect)> = effects
+            .iter()
+            .filter(|(event_id, _)| first_seen.insert(*event_id))
+            .collect();
+        let ids: Vec<String> = effects.iter().map(|(id, _)| id.to_string()).collect();
+        let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
         let now = Utc::now().trunc_subsecs(6);
-        let mut tx = self.pool.begin().await?;
-        let mut applied = 0;
-        for (event_id, effect) in effects {
-            let event_id = event_id.to_string();
-            let fresh = sqlx::query(
-                "INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) \
-                 ON CONFLICT DO NOTHING",
+        let mut tx = self.writer.begin().await?;
+        let fresh: std::collections::HashSet<String> = sqlx::query_scalar(
+            "INSERT INTO inbox (consumer, event_id, processed_at) \
+             SELECT ?1, value, ?2 FROM json_each(?3) WHERE true \
+             ON CONFLICT DO NOTHING RETURNING event_id",
+        )
+        .bind(consumer)
+        .bind(now)
+        .bind(&ids_json)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let entries: Vec<serde_json::Value> = effects
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| fresh.contains(*id))
+            .flat_map(|((_, effect), id)| match effect {
+                Effect::Record => Vec::new(),
+                Effect::Ledger(entries) => entries
+                    .iter()
+                    .map(|entry| {
+                        serde_json::json!({
+                            "e": id, "o": entry.order_id, "i": entry.item_id,
+                            "k": entry.kind.as_str(), "q": entry.quantity, "a": entry.amount,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        if !entries.is_empty() {
+            let written = sqlx::query(
+                "INSERT INTO ledger_entries \
+                 (event_id, order_id, item_id, seller_id, kind, quantity, amount, created_at) \
+                 SELECT json_extract(j.value, '$.e'), json_extract(j.value, '$.o'), it.id, \
+                        it.seller_id, json_extract(j.value, '$.k'), json_extract(j.value, '$.q'), \
+                        json_extract(j.value, '$.a'), ?2 \
+                 FROM json_each(?1) j JOIN items it ON it.id = json_extract(j.value, '$.i')",
             )
-            .bind(consumer)
-            .bind(&event_id)
+            .bind(serde_json::Value::Array(entries.clone()).to_string())
             .bind(now)
             .execute(&mut *tx)
             .await?
-            .rows_affected()
-                == 1;
-            if !fresh {
-                continue;
-            }
-            applied += 1;
-            match effect {
-                Effect::Record => {}
-                Effect::Ledger(entries) => {
-                    for entry in entries {
-                        let written = sqlx::query(
-                            "INSERT INTO ledger_entries \
-                             (event_id, order_id, item_id, seller_id, kind, quantity, amount, created_at) \
-                             SELECT ?1, ?2, ?3, seller_id, ?4, ?5, ?6, ?7 FROM items WHERE id = ?3",
-                        )
-                        .bind(&event_id)
-                        .bind(entry.order_id)
-                        .bind(entry.item_id)
-                        .bind(entry.kind.as_str())
-                        .bind(entry.quantity)
-                        .bind(entry.amount)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                        if written == 0 {
-                            return Err(StoreError::Invalid(format!(
-                                "ledger entry for unknown item {}",
-                                entry.item_id
-                            )));
-                        }
-                    }
-                }
+            .rows_affected();
+            if written != entries.len() as u64 {
+                let wanted: Vec<i64> = entries.iter().filter_map(|e| e["i"].as_i64()).collect();
+                let wanted_json = serde_json::to_string(&wanted).unwrap_or_default();
+                let missing: Option<i64> = sqlx::query_scalar(
+                    "SELECT value FROM json_each(?) \
+                     WHERE value NOT IN (SELECT id FROM items) LIMIT 1",
+                )
+                .bind(wanted_json)
+                .fetch_optional(&mut *tx)
+                .await?;
+                return Err(StoreError::Invalid(format!(
+                    "ledger entry for unknown item {}",
+                    missing.unwrap_or_default()
+                )));
             }
         }
         tx.commit().await?;
-        Ok(applied)
+        Ok(fresh.len())
     }
 
     async fn event_processed(
@@ -160,7 +182,7 @@ impl EventStore for SqliteStore {
         .bind(&letter.error)
         .bind(i32::try_from(letter.deliveries).unwrap_or(i32::MAX))
         .bind(Utc::now().trunc_subsecs(6))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?)
     }
 
@@ -189,7 +211,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn replay_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let copied = sqlx::query(
             "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
              SELECT event_id, event_type, version, aggregate_id, occurred_at, payload \
@@ -232,12 +254,12 @@ impl EventStore for SqliteStore {
             sqlx::query("DELETE FROM outbox WHERE published_at < ? AND id <= COALESCE(?, id)")
                 .bind(published_before.trunc_subsecs(6))
                 .bind(max_outbox_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         let inbox = sqlx::query("DELETE FROM inbox WHERE processed_at < ?")
             .bind(processed_before.trunc_subsecs(6))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected();
         Ok(Pruned { outbox, inbox })

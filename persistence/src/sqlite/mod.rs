@@ -1,6 +1,11 @@
 //! SQLite backend (the embedded default): one file, WAL journal, `synchronous = FULL` so an
 //! acknowledged commit survives a crash of the process or the machine. A batch is one
 //! transaction of prepared inserts.
+//!
+//! SQLite lets one connection write at a time; a second writer waits in SQLite's busy handler,
+//! which sleeps in steps of up to 100 ms. So every write goes through one writer connection
+//! (`writer`, a pool of one: writers queue, in order, on an async semaphore and never meet in
+//! SQLite), and reads use the other pool (WAL readers do not block the writer).
 
 mod cart;
 mod catalog;
@@ -34,7 +39,10 @@ const ORDER_COLUMNS: &str = "id, user_id, status, amount, payment_due_at, create
 /// A [`Store`] on a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Every write: one connection.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -47,13 +55,18 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -174,7 +187,7 @@ impl Store for SqliteStore {
         sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
             .bind(key)
             .bind(init)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(
             sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
@@ -191,7 +204,7 @@ impl Store for SqliteStore {
         )
         .bind(key)
         .bind(value)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -202,7 +215,7 @@ impl Store for SqliteStore {
         )
         .bind(i64::from(count))
         .bind(name)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         Ok(next - i64::from(count))
     }

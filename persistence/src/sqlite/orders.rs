@@ -7,7 +7,7 @@ use crate::store::{order_created_payload, price_lines};
 #[async_trait]
 impl OrderStore for SqliteStore {
     async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         insert_orders(&mut tx, orders).await?;
         tx.commit().await?;
         Ok(())
@@ -17,7 +17,7 @@ impl OrderStore for SqliteStore {
         let ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
         // IMMEDIATE: the write lock from the start, so the stock read is the stock written.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
             "SELECT i.id, i.price, i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) \
              FROM items i WHERE i.id IN (SELECT value FROM json_each(?)) AND i.deleted_at IS NULL",
@@ -91,7 +91,7 @@ impl OrderStore for SqliteStore {
         to: &str,
     ) -> Result<bool, StoreError> {
         let now = Utc::now().trunc_subsecs(6);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let changed: Option<(i64, i64)> = sqlx::query_as(
             "UPDATE orders SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2 \
              RETURNING user_id, amount",

@@ -15,7 +15,7 @@ impl SessionStore for SqliteStore {
         .bind(&token.family_id)
         .bind(Utc::now().timestamp())
         .bind(token.expires_at.timestamp())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -25,7 +25,7 @@ impl SessionStore for SqliteStore {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> Result<RefreshUse, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let rotated: Option<(i64, String)> = sqlx::query_as(
             "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL \
              AND revoked_at IS NULL AND expires_at > ?2 RETURNING user_id, family_id",
@@ -66,7 +66,7 @@ impl SessionStore for SqliteStore {
         .bind(token_hash)
         .bind(user_id)
         .bind(Utc::now().timestamp())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(revoked.rows_affected() > 0)
     }
@@ -83,7 +83,7 @@ impl SessionStore for SqliteStore {
         .bind(user_id)
         .bind(keep_family)
         .bind(Utc::now().timestamp())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -98,7 +98,7 @@ impl SessionStore for SqliteStore {
         )
         .bind(jti)
         .bind(expires_at.timestamp())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

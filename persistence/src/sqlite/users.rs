@@ -6,7 +6,7 @@ use crate::store::UserStore;
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row = sqlx::query(
             "INSERT INTO users (email, password_hash, name, phone, address, email_verified, created_at, email_index) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
@@ -77,7 +77,7 @@ impl UserStore for SqliteStore {
         if self.user_by_id(user_id).await?.is_none() {
             return Ok(None);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for role in roles {
             sqlx::query(
                 "INSERT INTO user_roles (user_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -104,7 +104,7 @@ impl UserStore for SqliteStore {
         .bind(&change.name)
         .bind(&change.phone)
         .bind(&change.address)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         self.user_by_id(user_id).await
     }
@@ -113,7 +113,7 @@ impl UserStore for SqliteStore {
         sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
             .bind(user_id)
             .bind(password_hash)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -124,7 +124,7 @@ impl UserStore for SqliteStore {
         shredded: &str,
         freed_index: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let deleted = sqlx::query(
             "UPDATE users SET email = ?2, name = ?2, phone = NULL, address = NULL, \
              email_index = ?3, deleted_at = ?4 WHERE id = ?1 AND deleted_at IS NULL",

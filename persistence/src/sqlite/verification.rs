@@ -39,7 +39,7 @@ impl VerificationStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<CodeRenewal, StoreError> {
         // BEGIN IMMEDIATE: the check and the write are one step (SQLite has one writer).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let unverified: Option<bool> = sqlx::query_scalar(
             "SELECT NOT email_verified FROM users WHERE id = ? AND deleted_at IS NULL",
         )
@@ -77,7 +77,7 @@ impl VerificationStore for SqliteStore {
         .bind(user_id)
         .bind(now.timestamp())
         .bind(max)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         if let Some((code, generation)) = granted {
             return Ok(CodeAttempt::Granted { code, generation });
@@ -99,7 +99,7 @@ impl VerificationStore for SqliteStore {
     }
 
     async fn confirm_email(&self, user_id: i64, generation: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let used = sqlx::query(
             "UPDATE email_codes SET consumed_at = ? \
              WHERE user_id = ? AND generation = ? AND consumed_at IS NULL",
