@@ -268,9 +268,14 @@ async fn with_redis_down_purchases_go_on_the_outbox_grows_and_drains_when_it_ret
             StatusCode::CREATED
         );
     }
-    eventually("3 sales before the cut", WAIT, || async {
-        (sales().await == 3).then_some(())
-    })
+    eventually(
+        "3 sales and an empty outbox before the cut",
+        WAIT,
+        || async {
+            let drained = app.state.store.outbox_backlog().await.unwrap() == 0;
+            (drained && sales().await == 3).then_some(())
+        },
+    )
     .await;
 
     // Act: Redis goes away; five more purchases.
