@@ -8,10 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use common::*;
 use hurry_engine::events::{spawn_consumer, EventBus, LedgerConsumer, LocalBus, OutboxRelay};
-use hurry_persistence::{NewOrder, OrderLine};
+use hurry_persistence::NewOrder;
 use reqwest::StatusCode;
 use tokio::sync::Notify;
 
@@ -42,24 +41,6 @@ macro_rules! postgres_on_both_buses {
 postgres_on_both_buses!(two_relays_publish_every_event_once_in_order_per_aggregate);
 
 both_stores!(the_in_process_bus_gets_unacknowledged_events_again_after_a_restart);
-
-fn order(id: i64, item_id: i64) -> NewOrder {
-    NewOrder {
-        id,
-        user_id: 1,
-        status: "pending_payment".to_owned(),
-        amount: 1_000,
-        payment_due_at: None,
-        created_at: Utc::now(),
-        lines: vec![OrderLine {
-            item_id,
-            quantity: 1,
-            unit_price: 1_000,
-            amount: 1_000,
-        }],
-        idempotency: None,
-    }
-}
 
 async fn two_relays_publish_every_event_once_in_order_per_aggregate(store: Store, bus: Bus) {
     // Arrange: an audit group reads the order stream; two relays share four shards.
@@ -98,7 +79,9 @@ async fn two_relays_publish_every_event_once_in_order_per_aggregate(store: Store
             .allocate_ids("orders", per_batch as u32)
             .await
             .unwrap();
-        let orders: Vec<NewOrder> = (first..first + per_batch).map(|id| order(id, 1)).collect();
+        let orders: Vec<NewOrder> = (first..first + per_batch)
+            .map(|id| one_unit_order(id, 1))
+            .collect();
         store.commit_orders(&orders).await.unwrap();
         for id in (first..first + per_batch).filter(|id| id % 2 == 0) {
             assert!(store
@@ -170,7 +153,9 @@ async fn the_in_process_bus_gets_unacknowledged_events_again_after_a_restart(sto
     let item = app.open_drop(&seller, 10, 10).await;
     let store = app.state.store.clone();
     let first = store.allocate_ids("orders", 3).await.unwrap();
-    let orders: Vec<NewOrder> = (first..first + 3).map(|id| order(id, item)).collect();
+    let orders: Vec<NewOrder> = (first..first + 3)
+        .map(|id| one_unit_order(id, item))
+        .collect();
     store.commit_orders(&orders).await.unwrap();
     let relay_config = app.state.events.relay_config.clone();
     let before: Arc<dyn EventBus> = Arc::new(LocalBus::new());

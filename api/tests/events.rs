@@ -10,14 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use common::*;
 use hurry_engine::events::{
     spawn_consumer, Consumer, ConsumerError, EventBus, LedgerConsumer, OutboxRelay,
 };
-use hurry_persistence::{
-    Event, EventSink, NewOrder, OrderLine, OutboxEvent, RelayShard, SinkError,
-};
+use hurry_persistence::{Event, EventSink, NewOrder, OutboxEvent, RelayShard, SinkError};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -105,21 +102,7 @@ async fn commit_orders(app: &TestApp, item_id: i64, count: usize) -> Vec<i64> {
         .await
         .expect("ids");
     let orders: Vec<NewOrder> = (first..first + count as i64)
-        .map(|id| NewOrder {
-            id,
-            user_id: 1,
-            status: "pending_payment".to_owned(),
-            amount: 1_000,
-            payment_due_at: None,
-            created_at: Utc::now(),
-            lines: vec![OrderLine {
-                item_id,
-                quantity: 1,
-                unit_price: 1_000,
-                amount: 1_000,
-            }],
-            idempotency: None,
-        })
+        .map(|id| one_unit_order(id, item_id))
         .collect();
     store.commit_orders(&orders).await.expect("commit");
     orders.iter().map(|order| order.id).collect()
@@ -364,6 +347,16 @@ async fn a_poison_event_becomes_a_dead_letter_and_replays_after_the_fix(store: S
         letter["error"].as_str().unwrap().contains("unknown item"),
         "{letter}"
     );
+    if let Some(prefix) = &app.redis {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let dead: i64 = redis::cmd("XLEN")
+            .arg(format!("{}events:dead", prefix.prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(dead, 1, "the dead-letter stream has a copy");
+    }
     assert_eq!(fixed_item, missing_item);
     assert_eq!(replay_status, StatusCode::ACCEPTED, "{replay_body}");
     wait_for_sales(&app, 2).await;

@@ -168,3 +168,23 @@ pub fn redis_addr() -> SocketAddr {
         .next()
         .expect("redis address")
 }
+
+/// A one-line order of one unit of `item_id` at 1,000 won (user 1), to write straight into a
+/// store (no item actor, no relay wake-up).
+pub fn one_unit_order(id: i64, item_id: i64) -> hurry_persistence::NewOrder {
+    hurry_persistence::NewOrder {
+        id,
+        user_id: 1,
+        status: "pending_payment".to_owned(),
+        amount: 1_000,
+        payment_due_at: None,
+        created_at: chrono::Utc::now(),
+        lines: vec![hurry_persistence::OrderLine {
+            item_id,
+            quantity: 1,
+            unit_price: 1_000,
+            amount: 1_000,
+        }],
+        idempotency: None,
+    }
+}

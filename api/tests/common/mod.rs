@@ -281,6 +281,11 @@ impl TestApp {
             };
             settings.redis.key_prefix = prefix.prefix.clone();
         }
+        Self::serve(settings, db, redis).await
+    }
+
+    /// Builds and starts a server with `settings` on `db`.
+    async fn serve(settings: Settings, db: TestDb, redis: Option<RedisPrefix>) -> TestApp {
         let app = Application::build(settings).await.expect("app builds");
         let addr = app.local_addr();
         let state = app.state().clone();
@@ -312,19 +317,7 @@ impl TestApp {
             settings.redis.url = self.state.settings.redis.url.clone();
             settings.redis.key_prefix = prefix.prefix.clone();
         }
-        let app = Application::build(settings).await.expect("node builds");
-        let addr = app.local_addr();
-        let state = app.state().clone();
-        let server = tokio::spawn(async move {
-            let _ = app.run_until_stopped().await;
-        });
-        TestApp {
-            api: Api::new(addr),
-            state,
-            db,
-            redis: None,
-            server,
-        }
+        Self::serve(settings, db, None).await
     }
 }
 

@@ -59,6 +59,18 @@ pub trait EventBus: Send + Sync + 'static {
         count: usize,
     ) -> Result<Vec<Delivery>, BusError>;
 
+    /// Puts a copy of an event `consumer` gave up on into the bus's dead-letter stream (the
+    /// store's `dead_letters` table is the record admins replay from). A bus without one
+    /// does nothing.
+    async fn publish_dead(
+        &self,
+        _consumer: &str,
+        _event: &Event,
+        _error: &str,
+    ) -> Result<(), BusError> {
+        Ok(())
+    }
+
     /// Whether the bus answers (readiness).
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())

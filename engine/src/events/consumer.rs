@@ -185,6 +185,10 @@ impl Runner {
         };
         match self.store.add_dead_letter(&letter).await {
             Ok(id) => {
+                if let Err(err) = self.bus.publish_dead(group, &delivery.event, &error).await {
+                    // The table has it; the stream copy is for outside watchers.
+                    tracing::warn!(group, error = %err, "cannot copy a dead letter to the bus");
+                }
                 metrics::counter!("hurry_events_dead_lettered_total", "consumer" => group)
                     .increment(1);
                 tracing::error!(group, dead_letter = id, event = %delivery.event.event_id, %error, "event moved to dead letters");

@@ -1,7 +1,8 @@
 //! [`RedisBus`]: the event bus of cluster mode, on Redis Streams. One stream per topic
 //! (`{prefix}events:{topic}`), capped with `XADD ... MAXLEN ~`; consumer groups with
 //! `XREADGROUP`, `XACK` and `XAUTOCLAIM`. Each message has one field, `event`, the event as
-//! JSON, so consumers outside the engine can read it.
+//! JSON, so consumers outside the engine can read it. Events a consumer gave up on also go to
+//! `{prefix}events:dead` (fields `consumer`, `error`, `event`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -228,6 +229,31 @@ impl EventBus for RedisBus {
             out.extend(good);
         }
         Ok(out)
+    }
+
+    async fn publish_dead(
+        &self,
+        consumer: &str,
+        event: &Event,
+        error: &str,
+    ) -> Result<(), BusError> {
+        let json = serde_json::to_string(event)
+            .map_err(|err| BusError::Unavailable(format!("encode event: {err}")))?;
+        let mut conn = self.shared.clone();
+        let _: Option<String> = conn
+            .xadd_maxlen(
+                self.key("dead"),
+                StreamMaxlen::Approx(self.max_len),
+                "*",
+                &[
+                    ("consumer", consumer),
+                    ("error", error),
+                    ("event", json.as_str()),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), BusError> {
