@@ -30,6 +30,7 @@ pub struct Settings {
     pub events: EventsSettings,
     pub mail: MailSettings,
     pub catalog: CatalogSettings,
+    pub loadtest: LoadtestSettings,
     pub log: LogSettings,
 }
 
@@ -131,6 +132,11 @@ pub struct RateLimitSettings {
     pub verify_per_account_per_min: u32,
     pub resend_per_ip_per_min: u32,
     pub purchase_per_user_per_sec: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LoadtestSettings {
+    pub provisioning_enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

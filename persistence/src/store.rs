@@ -87,6 +87,10 @@ pub trait UserStore: Send + Sync {
         freed_index: &str,
     ) -> Result<bool, StoreError>;
 
+    /// Creates many customers at once (load-test provisioning), each with a `user.created`
+    /// event, in one transaction; returns their ids. `Conflict` when an email index is taken.
+    async fn create_customers(&self, users: &[NewUser]) -> Result<Vec<i64>, StoreError>;
+
     /// Ids of deleted users, whose tokens are refused.
     async fn deleted_user_ids(&self) -> Result<Vec<i64>, StoreError>;
 }

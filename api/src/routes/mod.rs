@@ -7,6 +7,7 @@ pub mod general_orders;
 pub mod items;
 pub mod ops;
 pub mod orders;
+pub mod provisioning;
 pub mod users;
 pub mod verify;
 
@@ -29,7 +30,8 @@ pub fn router(state: AppState) -> Router {
         .merge(cart::router())
         .merge(users::router())
         .merge(verify::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .merge(provisioning::router());
     Router::new()
         .nest("/api/v1", api)
         .merge(ops::router())

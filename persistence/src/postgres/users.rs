@@ -152,4 +152,30 @@ impl UserStore for PgStore {
                 .await?,
         )
     }
+
+    async fn create_customers(&self, users: &[NewUser]) -> Result<Vec<i64>, StoreError> {
+        let column = |field: fn(&NewUser) -> &String| -> Vec<&str> {
+            users.iter().map(|user| field(user).as_str()).collect()
+        };
+        let verified: Vec<bool> = users.iter().map(|user| user.email_verified).collect();
+        Ok(sqlx::query_scalar(
+            "WITH new_users AS ( \
+                 INSERT INTO users (email, email_index, password_hash, name, email_verified, created_at) \
+                 SELECT * , now() FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[]) \
+                 RETURNING id, email_verified), \
+             new_roles AS ( \
+                 INSERT INTO user_roles (user_id, role) SELECT id, 'customer' FROM new_users) \
+             INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+             SELECT gen_random_uuid(), 'user.created', 1, id, now(), json_build_object( \
+                 'user_id', id, 'roles', json_build_array('customer'), 'email_verified', email_verified) \
+             FROM new_users RETURNING aggregate_id",
+        )
+        .bind(column(|user| &user.email))
+        .bind(column(|user| &user.email_index))
+        .bind(column(|user| &user.password_hash))
+        .bind(column(|user| &user.name))
+        .bind(&verified)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

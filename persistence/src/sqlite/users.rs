@@ -168,6 +168,37 @@ impl UserStore for SqliteStore {
                 .await?,
         )
     }
+
+    async fn create_customers(&self, users: &[NewUser]) -> Result<Vec<i64>, StoreError> {
+        let now = Utc::now().trunc_subsecs(6);
+        let mut tx = self.writer.begin().await?;
+        let mut ids = Vec::with_capacity(users.len());
+        for user in users {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO users (email, email_index, password_hash, name, email_verified, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&user.email)
+            .bind(&user.email_index)
+            .bind(&user.password_hash)
+            .bind(&user.name)
+            .bind(user.email_verified)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES (?, 'customer')")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let payload = serde_json::json!({
+                "user_id": id, "roles": ["customer"], "email_verified": user.email_verified,
+            });
+            enqueue_event(&mut tx, "user.created", id, payload).await?;
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
 }
 
 /// The live user whose column `column` equals the one bound parameter.

@@ -13,7 +13,47 @@ on_both_backends!(
     setting_or_init_keeps_the_first_value,
     allocate_ids_hands_out_consecutive_ranges,
     concurrent_allocate_ids_hand_out_disjoint_ranges,
+    customers_created_in_bulk_are_all_there_or_none,
 );
+
+async fn customers_created_in_bulk_are_all_there_or_none(backend: Backend) -> Result<()> {
+    // Arrange
+    let db = TestStore::open(backend).await?;
+    let users: Vec<_> = (0..3)
+        .map(|n| new_user(&format!("shopper{n}@hurry.test"), &[]))
+        .collect();
+    let clash = vec![
+        new_user("fresh@hurry.test", &[]),
+        new_user("shopper1@hurry.test", &[]),
+    ];
+
+    // Act
+    let ids = db.create_customers(&users).await?;
+    let refused = db.create_customers(&clash).await;
+
+    // Assert
+    assert_eq!(ids.len(), 3);
+    for id in &ids {
+        let user = db.user_by_id(*id).await?.context("created")?;
+        assert_eq!(user.roles, ["customer"]);
+    }
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        db.user_by_email_index(&email_index("fresh@hurry.test"))
+            .await?
+            .map(|u| u.id),
+        None
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM outbox WHERE event_type = 'user.created'")
+            .await?,
+        3
+    );
+    Ok(())
+}
 
 async fn created_user_reads_back_by_email_and_by_id(backend: Backend) -> Result<()> {
     // Arrange
