@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use hurry_engine::domain::{IdempotencyKey, Quantity};
 use hurry_persistence::{NewGeneralOrder, OrderRecord, Placement};
 use serde::Deserialize;
@@ -104,7 +104,8 @@ async fn place(
             let window = chrono::Duration::seconds(
                 i64::try_from(shared.settings.engine.payment_timeout_secs).unwrap_or(600),
             );
-            let now = Utc::now().trunc_subsecs_micros();
+            // Microseconds: what both stores keep, so a replayed answer matches the first.
+            let now = Utc::now().trunc_subsecs(6);
             let order = NewGeneralOrder {
                 id: shared.engine.next_order_id().await?,
                 user_id,
@@ -136,17 +137,6 @@ async fn place(
         })
         .await?;
     Ok(order)
-}
-
-trait MicrosOnly {
-    fn trunc_subsecs_micros(self) -> Self;
-}
-
-impl MicrosOnly for chrono::DateTime<Utc> {
-    /// Microseconds: what both stores keep, so a replayed answer matches the first one.
-    fn trunc_subsecs_micros(self) -> Self {
-        chrono::SubsecRound::trunc_subsecs(self, 6)
-    }
 }
 
 async fn create_order(

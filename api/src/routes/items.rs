@@ -222,10 +222,13 @@ async fn delete_item(
     seller: Seller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    let before = state.store.item_by_id(id).await?;
+    let before = state.catalog.item(&state.store, id).await?;
     let deleted = state.store.delete_item(id, seller.user.id).await?;
     state.catalog.changed(&[id]);
-    if let Some(spec) = before.and_then(|item| item.drop).filter(|_| deleted) {
+    if let Some(spec) = before
+        .and_then(|item| item.drop.clone())
+        .filter(|_| deleted)
+    {
         state.engine.close_drop(id, &spec);
     }
     if deleted {
@@ -278,7 +281,6 @@ async fn adjust_stock(
                 Err(PurchaseError::NotServed) => return Err(item_not_found(id)),
                 Err(err) => return Err(err.into()),
             }
-            state.catalog.changed(&[id]);
             state
                 .store
                 .item_by_id(id)

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod db;
 pub mod smtp;
 pub use cluster::*;
+pub use db::*;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,207 +17,6 @@ use hurry_api::startup::Application;
 use hurry_api::state::AppState;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-/// Which store a test runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Store {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs one async scenario against each store, as `<name>::sqlite` and `<name>::postgres`.
-#[macro_export]
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(super::common::Store::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::common::Store::Postgres).await
-                }
-            }
-        )*
-    };
-}
-
-pub const ADMIN_EMAIL: &str = "admin@hurry.test";
-pub const ADMIN_PASSWORD: &str = "admin-password";
-pub const PASSWORD: &str = "password-123";
-
-/// A database only this test uses; dropped (PostgreSQL) or deleted (SQLite) afterwards.
-pub struct TestDb {
-    pub url: String,
-    pub store: Store,
-    _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-}
-
-impl TestDb {
-    pub async fn create(store: Store) -> Self {
-        match store {
-            Store::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("hurry.db").display());
-                TestDb {
-                    url,
-                    store,
-                    _dir: Some(dir),
-                    pg_name: None,
-                }
-            }
-            Store::Postgres => {
-                let admin_url = admin_url();
-                let name = format!("hurry_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(&admin_url)
-                    .await
-                    .expect("PostgreSQL reachable at DATABASE_URL (scripts/test sets it)");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&admin)
-                    .await
-                    .expect("create test database");
-                admin.close().await;
-                TestDb {
-                    url: replace_db_name(&admin_url, &name),
-                    store,
-                    _dir: None,
-                    pg_name: Some(name),
-                }
-            }
-        }
-    }
-
-    /// A raw connection for assertions that must not trust the code under test.
-    pub async fn raw(&self) -> RawDb {
-        match self.store {
-            Store::Sqlite => RawDb::Sqlite(
-                sqlx::SqlitePool::connect(&self.url)
-                    .await
-                    .expect("open sqlite"),
-            ),
-            Store::Postgres => RawDb::Pg(sqlx::PgPool::connect(&self.url).await.expect("open pg")),
-        }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        let admin_url = admin_url();
-        // A fresh runtime on a fresh thread: Drop may run inside (or outside) a runtime.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&admin)
-                        .await;
-                    admin.close().await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn replace_db_name(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{}", &base[..path_start], name);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    out
-}
-
-/// Raw SQL access for assertions.
-pub enum RawDb {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
-impl RawDb {
-    /// One integer from a portable query.
-    pub async fn scalar(&self, sql: &str) -> i64 {
-        match self {
-            RawDb::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(pool)
-                .await
-                .expect(sql),
-            RawDb::Pg(pool) => sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(pool)
-                .await
-                .expect(sql),
-        }
-    }
-
-    /// Runs a statement.
-    pub async fn execute(&self, sql: &str) {
-        match self {
-            RawDb::Sqlite(pool) => {
-                sqlx::raw_sql(sql).execute(pool).await.expect(sql);
-            }
-            RawDb::Pg(pool) => {
-                sqlx::raw_sql(sql).execute(pool).await.expect(sql);
-            }
-        }
-    }
-
-    /// Order ids in the database.
-    pub async fn order_ids(&self) -> Vec<i64> {
-        let sql = "SELECT id FROM orders ORDER BY id";
-        match self {
-            RawDb::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await.expect(sql),
-            RawDb::Pg(pool) => sqlx::query_scalar(sql).fetch_all(pool).await.expect(sql),
-        }
-    }
-
-    /// `(units sold, orders, distinct buyers, most units of one buyer)` of an item.
-    pub async fn sales_of(&self, item_id: i64) -> (i64, i64, i64, i64) {
-        let units = self
-            .scalar(&format!(
-                "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) FROM order_lines WHERE item_id = {item_id}"
-            ))
-            .await;
-        let orders = self
-            .scalar(&format!(
-                "SELECT COUNT(*) FROM order_lines WHERE item_id = {item_id}"
-            ))
-            .await;
-        let buyers = self
-            .scalar(&format!(
-                "SELECT COUNT(DISTINCT o.user_id) FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE l.item_id = {item_id}"
-            ))
-            .await;
-        let most = self
-            .scalar(&format!(
-                "SELECT CAST(COALESCE(MAX(units), 0) AS BIGINT) FROM (SELECT SUM(l.quantity) AS units FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE l.item_id = {item_id} GROUP BY o.user_id) t"
-            ))
-            .await;
-        (units, orders, buyers, most)
-    }
-}
 
 /// A running in-process server and a client for it (the client's helpers via `Deref`).
 pub struct TestApp {
@@ -306,12 +107,7 @@ impl TestApp {
     /// A second server on this one's database and Redis prefix (cluster mode: another node).
     /// The first server owns both and removes them.
     pub async fn another_node(&self, layers: &[&str]) -> TestApp {
-        let db = TestDb {
-            url: self.db.url.clone(),
-            store: self.db.store,
-            _dir: None,
-            pg_name: None,
-        };
+        let db = self.db.shared();
         let mut settings = test_settings(&db, layers);
         if let Some(prefix) = &self.redis {
             settings.redis.url = self.state.settings.redis.url.clone();
@@ -498,6 +294,36 @@ impl Api {
         let (status, body) = self.get(&format!("/api/v1/items/{item_id}"), None).await;
         assert_eq!(status, StatusCode::OK, "item: {body}");
         body["stock_available"].as_i64().expect("stock_available")
+    }
+
+    /// Creates a general item of `seller`; returns its id.
+    pub async fn general_item(&self, seller: &str, name: &str, price: i64, stock: i64) -> i64 {
+        let (status, body) = self
+            .post(
+                "/api/v1/items",
+                Some(seller),
+                json!({"name": name, "description": "plain", "price": price, "stock": stock}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().expect("item id")
+    }
+
+    /// Places a general order of `lines` (`[{item_id, quantity}]`).
+    pub async fn order(&self, token: &str, lines: Value, key: Option<&str>) -> (StatusCode, Value) {
+        self.send(
+            reqwest::Method::POST,
+            "/api/v1/orders",
+            Some(token),
+            Some(json!({ "lines": lines })),
+            key,
+        )
+        .await
+    }
+
+    /// `GET /items/{id}`.
+    pub async fn item(&self, id: i64) -> (StatusCode, Value) {
+        self.get(&format!("/api/v1/items/{id}"), None).await
     }
 
     /// Creates `count` users concurrently; returns their `(id, token)`.

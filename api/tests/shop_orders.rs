@@ -1,6 +1,5 @@
-//! The everyday shop over real HTTP on both stores: item changes and ownership, paging, the
-//! catalogue cache, stock adjustments (general items and drops), general orders (all or
-//! nothing, concurrency, 1,000 lines, bad lines, idempotency), cart, wishlist.
+//! General orders, cart and wishlist over real HTTP on both stores: all or nothing,
+//! concurrency, 1,000 lines, bad lines, idempotency, ordering from the cart and the wishlist.
 
 mod common;
 
@@ -9,9 +8,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 both_stores!(
-    only_the_owner_changes_or_deletes_an_item_and_reads_see_it_at_once,
-    listing_pages_have_their_edges_and_limits,
-    stock_adjustments_hold_their_floor_and_added_drop_units_sell_at_once,
     five_hundred_buyers_of_fifty_units_get_exactly_fifty,
     an_order_with_one_short_line_reserves_nothing,
     bad_order_lines_are_refused_and_change_nothing,
@@ -22,223 +18,13 @@ both_stores!(
     deleting_the_account_empties_cart_and_wishlist,
 );
 
-/// Creates a general item; returns its id.
-async fn general_item(app: &TestApp, seller: &str, name: &str, price: i64, stock: i64) -> i64 {
-    let (status, body) = app
-        .post(
-            "/api/v1/items",
-            Some(seller),
-            json!({"name": name, "description": "plain", "price": price, "stock": stock}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_i64().unwrap()
-}
-
-async fn order(app: &TestApp, token: &str, lines: Value, key: Option<&str>) -> (StatusCode, Value) {
-    app.send(
-        Method::POST,
-        "/api/v1/orders",
-        Some(token),
-        Some(json!({ "lines": lines })),
-        key,
-    )
-    .await
-}
-
-async fn item(app: &TestApp, id: i64) -> (StatusCode, Value) {
-    app.get(&format!("/api/v1/items/{id}"), None).await
-}
-
-async fn only_the_owner_changes_or_deletes_an_item_and_reads_see_it_at_once(store: Store) {
-    // Arrange
-    let app = TestApp::spawn(store).await;
-    let (_, owner) = app.seller("owner@hurry.test").await;
-    let (_, rival) = app.seller("rival@hurry.test").await;
-    let (_, customer) = app.new_user("customer@hurry.test").await;
-    let id = general_item(&app, &owner, "Sneaker", 1_000, 5).await;
-    let (_, cached) = item(&app, id).await;
-    let (status, first_order) = order(
-        &app,
-        &customer,
-        json!([{"item_id": id, "quantity": 1}]),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{first_order}");
-    let path = format!("/api/v1/items/{id}");
-    let patch = |token: &str, body: Value| {
-        let (app, path, token) = (&app, path.clone(), token.to_owned());
-        async move {
-            app.send(Method::PATCH, &path, Some(&token), Some(body), None)
-                .await
-        }
-    };
-
-    // Act
-    let (by_rival, rival_body) = patch(&rival, json!({"price": 1})).await;
-    let (by_customer, customer_body) = patch(&customer, json!({"price": 1})).await;
-    let (bad, bad_body) = patch(&owner, json!({"price": -5, "name": ""})).await;
-    let (by_owner, owner_body) = patch(&owner, json!({"price": 2_000, "name": "Renamed"})).await;
-    let (_, read_back) = item(&app, id).await;
-    let (delete_rival, delete_rival_body) = app
-        .send(Method::DELETE, &path, Some(&rival), None, None)
-        .await;
-    let (delete_owner, _) = app
-        .send(Method::DELETE, &path, Some(&owner), None, None)
-        .await;
-    let (gone, gone_body) = item(&app, id).await;
-    let order_id = first_order["id"].as_i64().unwrap();
-    let (_, kept_order) = app
-        .get(&format!("/api/v1/orders/{order_id}"), Some(&customer))
-        .await;
-
-    // Assert
-    assert_eq!(
-        (cached["price"].as_i64(), cached["stock_available"].as_i64()),
-        (Some(1_000), Some(5))
-    );
-    assert_error(by_rival, &rival_body, 404, "not_found");
-    assert_error(by_customer, &customer_body, 403, "forbidden");
-    assert_error(bad, &bad_body, 422, "validation_failed");
-    assert_eq!(by_owner, StatusCode::OK, "{owner_body}");
-    assert_eq!(
-        read_back["price"], 2_000,
-        "the cache was cleared: {read_back}"
-    );
-    assert_eq!(read_back["name"], "Renamed");
-    assert_eq!(
-        read_back["stock_available"], 4,
-        "the order's unit is gone at once"
-    );
-    assert_error(delete_rival, &delete_rival_body, 404, "not_found");
-    assert_eq!(delete_owner, StatusCode::NO_CONTENT);
-    assert_error(gone, &gone_body, 404, "not_found");
-    assert_eq!(
-        kept_order["lines"][0]["item_id"], id,
-        "orders outlive the item"
-    );
-    assert_eq!(kept_order["lines"][0]["unit_price"], 1_000);
-}
-
-async fn listing_pages_have_their_edges_and_limits(store: Store) {
-    // Arrange
-    let app = TestApp::spawn(store).await;
-    let (_, seller) = app.seller("seller@hurry.test").await;
-    for index in 0..5 {
-        general_item(&app, &seller, &format!("Item {index}"), 100, 1).await;
-    }
-
-    // Act
-    let page = |query: &'static str| {
-        let app = &app;
-        async move { app.get(&format!("/api/v1/items?{query}"), None).await }
-    };
-    let (_, first) = page("page=0&size=2").await;
-    let (_, last) = page("page=2&size=2").await;
-    let (_, beyond) = page("page=3&size=2").await;
-    let (_, default) = page("").await;
-    let refused = [
-        page("size=0").await,
-        page("size=101").await,
-        page("page=-1").await,
-        page("size=abc").await,
-    ];
-
-    // Assert
-    assert_eq!(first["items"].as_array().unwrap().len(), 2);
-    assert_eq!(first["total"], 5);
-    assert_eq!(last["items"].as_array().unwrap().len(), 1);
-    assert_eq!(beyond["items"], json!([]));
-    assert_eq!(beyond["total"], 5);
-    assert_eq!(default["size"], 20);
-    assert_eq!(default["items"].as_array().unwrap().len(), 5);
-    for (status, body) in &refused[..3] {
-        assert_error(*status, body, 422, "validation_failed");
-    }
-    assert_eq!(refused[3].0.as_u16() / 100, 4, "{:?}", refused[3]);
-}
-
-async fn stock_adjustments_hold_their_floor_and_added_drop_units_sell_at_once(store: Store) {
-    // Arrange
-    let app = TestApp::spawn(store).await;
-    let (_, seller) = app.seller("seller@hurry.test").await;
-    let (_, rival) = app.seller("rival@hurry.test").await;
-    let general = general_item(&app, &seller, "Sock", 500, 3).await;
-    let drop = app.open_drop(&seller, 1, 5).await;
-    let buyers = app.many_users("buyer", 3).await;
-    assert_eq!(
-        app.purchase(&buyers[0].1, drop, 1, None).await.0,
-        StatusCode::CREATED
-    );
-    let adjust = |id: i64, token: &str, delta: i64| {
-        let app = &app;
-        let token = token.to_owned();
-        async move {
-            app.post(
-                &format!("/api/v1/items/{id}/stock"),
-                Some(&token),
-                json!({"delta": delta}),
-            )
-            .await
-        }
-    };
-
-    // Act
-    let (added, added_body) = adjust(general, &seller, 4).await;
-    let (too_low, too_low_body) = adjust(general, &seller, -8).await;
-    let (by_rival, rival_body) = adjust(general, &rival, 1).await;
-    let (zero, zero_body) = adjust(general, &seller, 0).await;
-    let (sold_out, _) = app.purchase(&buyers[1].1, drop, 1, None).await;
-    let (below_sold, below_sold_body) = adjust(drop, &seller, -1).await;
-    let (grown, grown_body) = adjust(drop, &seller, 2).await;
-    let (after_growth, after_growth_body) = app.purchase(&buyers[1].1, drop, 1, None).await;
-    let (shrunk, shrunk_body) = adjust(drop, &seller, -1).await;
-    let (after_shrink, _) = app.purchase(&buyers[2].1, drop, 1, None).await;
-
-    // Assert
-    assert_eq!(added, StatusCode::OK, "{added_body}");
-    assert_eq!(added_body["stock_available"], 7);
-    assert_error(too_low, &too_low_body, 409, "insufficient_stock");
-    assert_error(by_rival, &rival_body, 404, "not_found");
-    assert_error(zero, &zero_body, 422, "validation_failed");
-    assert_eq!(item(&app, general).await.1["stock_available"], 7);
-    assert_eq!(sold_out, StatusCode::CONFLICT);
-    assert_error(below_sold, &below_sold_body, 409, "insufficient_stock");
-    assert_eq!(grown, StatusCode::OK, "{grown_body}");
-    assert_eq!(grown_body["drop"]["total_units"], 3);
-    assert_eq!(
-        after_growth,
-        StatusCode::CREATED,
-        "added units sell at once: {after_growth_body}"
-    );
-    assert_eq!(shrunk, StatusCode::OK, "{shrunk_body}");
-    assert_eq!(
-        after_shrink,
-        StatusCode::CONFLICT,
-        "the removed unit is not for sale"
-    );
-    let raw = app.db.raw().await;
-    let (units, _, _, _) = raw.sales_of(drop).await;
-    let total = raw
-        .scalar(&format!(
-            "SELECT total_units FROM drops WHERE item_id = {drop}"
-        ))
-        .await;
-    assert_eq!(
-        (units, total),
-        (2, 2),
-        "sold never exceeds the drop's units"
-    );
-}
-
 async fn five_hundred_buyers_of_fifty_units_get_exactly_fifty(store: Store) {
     // Arrange
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
-    let id = general_item(&app, &seller, "Popular", 1_000, 50).await;
+    let id = app.general_item(&seller, "Popular", 1_000, 50).await;
     let buyers = app.many_users("buyer", 500).await;
-    let (_, before) = item(&app, id).await; // now in the cache
+    let (_, before) = app.item(id).await; // now in the cache
 
     // Act
     let answers: Vec<StatusCode> = {
@@ -247,7 +33,7 @@ async fn five_hundred_buyers_of_fifty_units_get_exactly_fifty(store: Store) {
             .map(|(_, token)| {
                 let app = &app;
                 async move {
-                    order(app, token, json!([{"item_id": id, "quantity": 1}]), None)
+                    app.order(token, json!([{"item_id": id, "quantity": 1}]), None)
                         .await
                         .0
                 }
@@ -276,7 +62,7 @@ async fn five_hundred_buyers_of_fifty_units_get_exactly_fifty(store: Store) {
     );
     assert_eq!(before["stock_available"], 50);
     assert_eq!(
-        item(&app, id).await.1["stock_available"],
+        app.item(id).await.1["stock_available"],
         0,
         "orders clear the cache"
     );
@@ -287,18 +73,18 @@ async fn an_order_with_one_short_line_reserves_nothing(store: Store) {
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
     let (_, buyer) = app.new_user("buyer@hurry.test").await;
-    let a = general_item(&app, &seller, "A", 100, 5).await;
-    let b = general_item(&app, &seller, "B", 200, 5).await;
-    let c = general_item(&app, &seller, "C", 300, 1).await;
+    let a = app.general_item(&seller, "A", 100, 5).await;
+    let b = app.general_item(&seller, "B", 200, 5).await;
+    let c = app.general_item(&seller, "C", 300, 1).await;
 
     // Act
     let lines = json!([{"item_id": a, "quantity": 2}, {"item_id": b, "quantity": 2}, {"item_id": c, "quantity": 2}]);
-    let (status, body) = order(&app, &buyer, lines, None).await;
+    let (status, body) = app.order(&buyer, lines, None).await;
 
     // Assert
     assert_error(status, &body, 409, "insufficient_stock");
     for (id, stock) in [(a, 5), (b, 5), (c, 1)] {
-        assert_eq!(item(&app, id).await.1["stock_available"], stock);
+        assert_eq!(app.item(id).await.1["stock_available"], stock);
     }
     assert_eq!(app.db.raw().await.order_ids().await, Vec::<i64>::new());
 }
@@ -308,7 +94,7 @@ async fn bad_order_lines_are_refused_and_change_nothing(store: Store) {
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
     let (_, buyer) = app.new_user("buyer@hurry.test").await;
-    let id = general_item(&app, &seller, "A", 100, 5).await;
+    let id = app.general_item(&seller, "A", 100, 5).await;
     let drop = app.open_drop(&seller, 5, 5).await;
     let too_many: Vec<Value> = (0..1_001)
         .map(|n| json!({"item_id": n + 1, "quantity": 1}))
@@ -318,38 +104,37 @@ async fn bad_order_lines_are_refused_and_change_nothing(store: Store) {
     // Act
     let cases = vec![
         (
-            order(&app, &buyer, line(json!(0)), None).await,
+            app.order(&buyer, line(json!(0)), None).await,
             422,
             "validation_failed",
         ),
         (
-            order(&app, &buyer, line(json!(-1)), None).await,
+            app.order(&buyer, line(json!(-1)), None).await,
             422,
             "validation_failed",
         ),
         (
-            order(&app, &buyer, line(json!(10_001)), None).await,
+            app.order(&buyer, line(json!(10_001)), None).await,
             422,
             "validation_failed",
         ),
         (
-            order(&app, &buyer, line(json!("two")), None).await,
+            app.order(&buyer, line(json!("two")), None).await,
             422,
             "validation_failed",
         ),
         (
-            order(&app, &buyer, json!([]), None).await,
+            app.order(&buyer, json!([]), None).await,
             422,
             "validation_failed",
         ),
         (
-            order(&app, &buyer, json!(too_many), None).await,
+            app.order(&buyer, json!(too_many), None).await,
             422,
             "validation_failed",
         ),
         (
-            order(
-                &app,
+            app.order(
                 &buyer,
                 json!([{"item_id": id, "quantity": 1}, {"item_id": id, "quantity": 2}]),
                 None,
@@ -359,24 +144,14 @@ async fn bad_order_lines_are_refused_and_change_nothing(store: Store) {
             "validation_failed",
         ),
         (
-            order(
-                &app,
-                &buyer,
-                json!([{"item_id": drop, "quantity": 1}]),
-                None,
-            )
-            .await,
+            app.order(&buyer, json!([{"item_id": drop, "quantity": 1}]), None)
+                .await,
             422,
             "drop_item_in_order",
         ),
         (
-            order(
-                &app,
-                &buyer,
-                json!([{"item_id": 987_654, "quantity": 1}]),
-                None,
-            )
-            .await,
+            app.order(&buyer, json!([{"item_id": 987_654, "quantity": 1}]), None)
+                .await,
             404,
             "not_found",
         ),
@@ -394,7 +169,7 @@ async fn bad_order_lines_are_refused_and_change_nothing(store: Store) {
         assert_error(*status, body, *expected, code);
     }
     assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
-    assert_eq!(item(&app, id).await.1["stock_available"], 5);
+    assert_eq!(app.item(id).await.1["stock_available"], 5);
     assert_eq!(app.stock_of(drop).await, 5);
     assert_eq!(app.db.raw().await.order_ids().await, Vec::<i64>::new());
 }
@@ -427,7 +202,7 @@ async fn a_thousand_line_order_is_placed_and_reads_back_whole(store: Store) {
         .collect();
 
     // Act
-    let (status, body) = order(&app, &buyer, json!(lines), Some("big-order")).await;
+    let (status, body) = app.order(&buyer, json!(lines), Some("big-order")).await;
 
     // Assert
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -438,7 +213,7 @@ async fn a_thousand_line_order_is_placed_and_reads_back_whole(store: Store) {
     let expected: i64 = (0..1_000).map(|index| 2 * (100 + index)).sum();
     assert_eq!(stored["amount"], expected, "server prices");
     assert_eq!(stored_lines[999]["item_id"], ids[999]);
-    assert_eq!(item(&app, ids[500]).await.1["stock_available"], 1);
+    assert_eq!(app.item(ids[500]).await.1["stock_available"], 1);
 }
 
 async fn a_repeated_order_with_its_key_answers_the_first_order(store: Store) {
@@ -446,26 +221,22 @@ async fn a_repeated_order_with_its_key_answers_the_first_order(store: Store) {
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
     let (_, buyer) = app.new_user("buyer@hurry.test").await;
-    let id = general_item(&app, &seller, "A", 100, 5).await;
+    let id = app.general_item(&seller, "A", 100, 5).await;
     let lines = json!([{"item_id": id, "quantity": 2}]);
 
     // Act
-    let first = order(&app, &buyer, lines.clone(), Some("k-1")).await;
-    let again = order(&app, &buyer, lines, Some("k-1")).await;
-    let other = order(
-        &app,
-        &buyer,
-        json!([{"item_id": id, "quantity": 1}]),
-        Some("k-1"),
-    )
-    .await;
+    let first = app.order(&buyer, lines.clone(), Some("k-1")).await;
+    let again = app.order(&buyer, lines, Some("k-1")).await;
+    let other = app
+        .order(&buyer, json!([{"item_id": id, "quantity": 1}]), Some("k-1"))
+        .await;
 
     // Assert
     assert_eq!(first.0, StatusCode::CREATED);
     assert_eq!(again, first, "the same answer");
     assert_error(other.0, &other.1, 422, "idempotency_mismatch");
     assert_eq!(
-        item(&app, id).await.1["stock_available"],
+        app.item(id).await.1["stock_available"],
         3,
         "one order's worth taken"
     );
@@ -476,9 +247,9 @@ async fn the_cart_keeps_quantities_and_ordering_from_it_removes_the_ordered_line
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
     let (_, buyer) = app.new_user("buyer@hurry.test").await;
-    let a = general_item(&app, &seller, "A", 100, 10).await;
-    let b = general_item(&app, &seller, "B", 200, 10).await;
-    let c = general_item(&app, &seller, "C", 300, 10).await;
+    let a = app.general_item(&seller, "A", 100, 10).await;
+    let b = app.general_item(&seller, "B", 200, 10).await;
+    let c = app.general_item(&seller, "C", 300, 10).await;
     let put = |id: i64, quantity: Value| {
         let app = &app;
         let buyer = buyer.clone();
@@ -559,7 +330,7 @@ async fn the_cart_keeps_quantities_and_ordering_from_it_removes_the_ordered_line
     assert_error(not_in_cart, &not_in_cart_body, 422, "validation_failed");
     assert_eq!(all, StatusCode::CREATED);
     assert_error(empty, &empty_body, 422, "validation_failed");
-    assert_eq!(item(&app, a).await.1["stock_available"], 7);
+    assert_eq!(app.item(a).await.1["stock_available"], 7);
 }
 
 async fn the_wishlist_is_idempotent_and_orders_only_listed_items(store: Store) {
@@ -567,8 +338,8 @@ async fn the_wishlist_is_idempotent_and_orders_only_listed_items(store: Store) {
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
     let (_, buyer) = app.new_user("buyer@hurry.test").await;
-    let a = general_item(&app, &seller, "A", 100, 10).await;
-    let b = general_item(&app, &seller, "B", 200, 10).await;
+    let a = app.general_item(&seller, "A", 100, 10).await;
+    let b = app.general_item(&seller, "B", 200, 10).await;
     let wish = |method: Method, id: i64| {
         let app = &app;
         let buyer = buyer.clone();
@@ -633,7 +404,7 @@ async fn deleting_the_account_empties_cart_and_wishlist(store: Store) {
     let app = TestApp::spawn(store).await;
     let (_, seller) = app.seller("seller@hurry.test").await;
     let (user_id, buyer) = app.new_user("buyer@hurry.test").await;
-    let a = general_item(&app, &seller, "A", 100, 10).await;
+    let a = app.general_item(&seller, "A", 100, 10).await;
     app.send(
         Method::PUT,
         &format!("/api/v1/cart/items/{a}"),
