@@ -111,6 +111,33 @@ pub struct EngineSettings {
     pub max_queue_per_drop: usize,
     pub call_timeout_ms: u64,
     pub id_block_size: u32,
+    /// How drop purchases take stock: `actor` (default), `redis_lua` or `pg_row`.
+    pub stock_strategy: StockStrategy,
+}
+
+/// How a drop purchase takes its units (`engine.stock_strategy`). Only `actor` is the engine;
+/// the other two exist for the load-test comparison (issue 6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StockStrategy {
+    /// The drop's item actor decides in memory; the writer group-commits the orders.
+    #[default]
+    Actor,
+    /// A Lua script on a Redis counter and a per-user hash, then one insert per order.
+    RedisLua,
+    /// One database transaction per purchase on a locked stock row.
+    PgRow,
+}
+
+impl StockStrategy {
+    /// The setting's value, as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StockStrategy::Actor => "actor",
+            StockStrategy::RedisLua => "redis_lua",
+            StockStrategy::PgRow => "pg_row",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +197,15 @@ impl Settings {
         config_file: Option<&Path>,
         extra_layers: &[&str],
     ) -> Result<Self, config::ConfigError> {
+        Self::load_with_env(config_file, extra_layers, environment())
+    }
+
+    /// [`Settings::load`] with `environment` as the last layer.
+    fn load_with_env(
+        config_file: Option<&Path>,
+        extra_layers: &[&str],
+        environment: Environment,
+    ) -> Result<Self, config::ConfigError> {
         let cluster = std::env::var("HURRY__REDIS__URL").is_ok_and(|url| !url.is_empty());
         let mut builder = Config::builder()
             .add_source(File::from_str(BASE, FileFormat::Toml))
@@ -183,21 +219,21 @@ impl Settings {
         if let Some(path) = config_file {
             builder = builder.add_source(File::from(path).required(true));
         }
-        builder
-            .add_source(
-                Environment::with_prefix("HURRY")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
-            .build()?
-            .try_deserialize()
+        builder.add_source(environment).build()?.try_deserialize()
     }
 
     /// Whether the store is PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         self.database.url.starts_with("postgres")
     }
+}
+
+/// The `HURRY__SECTION__KEY` environment variables.
+fn environment() -> Environment {
+    Environment::with_prefix("HURRY")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
 }
 
 #[cfg(test)]
@@ -213,6 +249,26 @@ mod tests {
         assert!(!settings.is_postgres());
         assert!(settings.auth.require_email_verification);
         assert_eq!(settings.mail.backend, "file");
+        assert_eq!(settings.engine.stock_strategy, StockStrategy::Actor);
+    }
+
+    #[test]
+    fn the_stock_strategy_comes_from_a_layer_or_the_environment() {
+        let layered = Settings::load(None, &["[engine]\nstock_strategy = \"redis_lua\"\n"])
+            .expect("layer loads");
+        let variables = [("HURRY__ENGINE__STOCK_STRATEGY", "pg_row")]
+            .map(|(name, value)| (name.to_owned(), value.to_owned()));
+        let from_env = Settings::load_with_env(
+            None,
+            &[],
+            environment().source(Some(variables.into_iter().collect())),
+        )
+        .expect("environment loads");
+        let unknown = Settings::load(None, &["[engine]\nstock_strategy = \"lottery\"\n"]);
+
+        assert_eq!(layered.engine.stock_strategy, StockStrategy::RedisLua);
+        assert_eq!(from_env.engine.stock_strategy, StockStrategy::PgRow);
+        assert!(unknown.is_err(), "an unknown strategy is refused");
     }
 
     #[test]

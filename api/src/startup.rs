@@ -21,6 +21,7 @@ use crate::rate_limit::RateLimits;
 use crate::routes;
 use crate::settings::Settings;
 use crate::state::{AppState, Shared};
+use crate::strategy::Strategy;
 use crate::telemetry;
 use crate::verification::MailerConsumer;
 
@@ -108,6 +109,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         settings.auth.argon2_iterations,
         settings.auth.argon2_parallelism,
     )?;
+    let strategy = Strategy::build(&settings)?;
     let pii = Arc::new(build_pii(&settings, &store).await?);
     let mailer = mail::from_settings(&settings.mail)?;
     let persistence = &settings.persistence;
@@ -170,6 +172,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         passwords,
         pii,
         idempotency: Arc::new(Coalescer::default()),
+        strategy,
         rate_limits,
         metrics: telemetry::metrics_handle(),
     }))

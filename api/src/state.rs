@@ -12,6 +12,7 @@ use crate::idempotency::Coalescer;
 use crate::pii::Pii;
 use crate::rate_limit::RateLimits;
 use crate::settings::Settings;
+use crate::strategy::Strategy;
 
 /// Shared application state: one `Arc`, so the per-request clone axum makes is one increment.
 #[derive(Clone)]
@@ -54,6 +55,8 @@ pub struct Shared {
     pub passwords: PasswordHasher,
     pub pii: Arc<Pii>,
     pub idempotency: Arc<Coalescer>,
+    /// How drop purchases take stock (`engine.stock_strategy`).
+    pub strategy: Strategy,
     pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,
 }

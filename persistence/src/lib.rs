@@ -10,9 +10,12 @@
 //! - [`model`]: plain records that cross the storage boundary.
 //! - [`store`]: the [`Store`] trait and its parts ([`UserStore`], [`CatalogStore`],
 //!   [`OrderStore`], [`SessionStore`], [`EventStore`]).
+//! - [`comparison`]: [`ComparisonStore`], the row-locked stock of the `pg_row` strategy and
+//!   the audit of a drop (the stock-strategy comparison of the load tests).
 //! - [`sqlite`], [`postgres`]: the two backends, one file per part.
 //! - [`error`]: the [`StoreError`] type.
 
+pub mod comparison;
 pub mod error;
 pub mod model;
 pub mod postgres;
@@ -22,6 +25,7 @@ pub mod store;
 
 use std::sync::Arc;
 
+pub use comparison::{ComparisonStore, DropOrderRow, RowPurchase};
 pub use error::StoreError;
 pub use model::*;
 pub use store::{
@@ -31,6 +35,7 @@ pub use store::{
 
 /// The store traits, for `use hurry_persistence::prelude::*` where their methods are called.
 pub mod prelude {
+    pub use crate::comparison::ComparisonStore;
     pub use crate::store::{
         CartStore, CatalogStore, EventStore, OrderStore, SessionStore, Store, UserStore,
         VerificationStore,

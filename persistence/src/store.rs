@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::comparison::ComparisonStore;
 use crate::error::StoreError;
 use crate::model::*;
 
@@ -23,6 +24,7 @@ pub trait Store:
     + OrderStore
     + SessionStore
     + EventStore
+    + ComparisonStore
     + Send
     + Sync
     + 'static

@@ -1,4 +1,4 @@
-//! Drop purchases and order history.
+//! Drop purchases (through the configured stock strategy) and order history.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +13,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyHeader, PageQuery};
 use crate::state::AppState;
+use crate::strategy::Strategy;
 use crate::views::{OrderView, PageRows, PageView};
 
 pub fn router() -> Router<AppState> {
@@ -47,13 +48,27 @@ async fn purchase(
             key,
             &canonical,
             move |entry| async move {
-                match shared
-                    .engine
-                    .purchase(item_id, user.id, quantity, entry)
-                    .await
-                {
-                    Err(PurchaseError::NotServed) => Err(not_served(&shared, item_id).await),
-                    other => other.map_err(ApiError::from),
+                match &shared.strategy {
+                    Strategy::Actor => {
+                        match shared
+                            .engine
+                            .purchase(item_id, user.id, quantity, entry)
+                            .await
+                        {
+                            Err(PurchaseError::NotServed) => {
+                                Err(not_served(&shared, item_id).await)
+                            }
+                            other => other.map_err(ApiError::from),
+                        }
+                    }
+                    Strategy::RedisLua(lua) => {
+                        lua.purchase(&shared, item_id, user.id, quantity, entry)
+                            .await
+                    }
+                    Strategy::PgRow(row) => {
+                        row.purchase(&shared, item_id, user.id, quantity, entry)
+                            .await
+                    }
                 }
             },
         )
@@ -64,12 +79,9 @@ async fn purchase(
 /// Why an item has no drop served here.
 async fn not_served(state: &AppState, item_id: i64) -> ApiError {
     match state.store.item_by_id(item_id).await {
-        Ok(None) => ApiError::not_found(format!("item {item_id} not found")),
+        Ok(None) => item_not_found(item_id),
         Ok(Some(item)) => match item.drop {
-            None => ApiError::new(
-                "not_a_drop",
-                "this item is not sold in a drop: use POST /orders",
-            ),
+            None => not_a_drop(),
             Some(drop) if drop.closes_at <= Utc::now() => {
                 ApiError::new("drop_closed", "drop is closed")
             }
@@ -77,6 +89,19 @@ async fn not_served(state: &AppState, item_id: i64) -> ApiError {
         },
         Err(err) => err.into(),
     }
+}
+
+/// 404 for an unknown (or deleted) item.
+pub(crate) fn item_not_found(item_id: i64) -> ApiError {
+    ApiError::not_found(format!("item {item_id} not found"))
+}
+
+/// 409 `not_a_drop`: a general item is bought with `POST /orders`.
+pub(crate) fn not_a_drop() -> ApiError {
+    ApiError::new(
+        "not_a_drop",
+        "this item is not sold in a drop: use POST /orders",
+    )
 }
 
 async fn list_orders(

@@ -1,25 +1,41 @@
-//! `POST /admin/loadtest/shoppers`: synthetic shoppers for load tests, with access tokens, in
-//! bulk. Off unless `loadtest.provisioning_enabled` is true (then admin only); off, the route
-//! answers 404 as if it did not exist. One argon2 hash per call (of a random password nobody
-//! knows, so the shoppers cannot log in with a password), one store transaction per call.
+//! Load-test routes, off unless `loadtest.provisioning_enabled` is true (then admin only); off,
+//! they answer 404 as if they did not exist.
+//!
+//! - `POST /admin/loadtest/shoppers`: synthetic shoppers with access tokens, in bulk. One
+//!   argon2 hash per call (of a random password nobody knows, so the shoppers cannot log in
+//!   with a password), one store transaction per call.
+//! - `GET /admin/loadtest/drops/{item_id}`: the audit of a drop at the end of a run: every
+//!   order with a line for it, from the store, and the units the running stock strategy still
+//!   counts as sellable.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
 /// Most shoppers one call creates.
 pub const MAX_PER_CALL: i64 = 10_000;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/admin/loadtest/shoppers", post(provision))
+    Router::new()
+        .route("/admin/loadtest/shoppers", post(provision))
+        .route("/admin/loadtest/drops/{item_id}", get(audit_drop))
+}
+
+/// 404 unless load-test routes are on.
+fn ensure_enabled(state: &AppState) -> Result<(), ApiError> {
+    if state.settings.loadtest.provisioning_enabled {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("no such route"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -45,9 +61,7 @@ async fn provision(
     _admin: Admin,
     ApiJson(body): ApiJson<ProvisionBody>,
 ) -> Result<(StatusCode, Json<Provisioned>), ApiError> {
-    if !state.settings.loadtest.provisioning_enabled {
-        return Err(ApiError::not_found("no such route"));
-    }
+    ensure_enabled(&state)?;
     if !(1..=MAX_PER_CALL).contains(&body.count) {
         return Err(ApiError::invalid_field(
             "count",
@@ -102,4 +116,61 @@ async fn provision(
             expires_in: state.tokens.ttl_secs,
         }),
     ))
+}
+
+#[derive(Serialize)]
+struct DropAudit {
+    item_id: i64,
+    /// `engine.stock_strategy` of this node.
+    strategy: &'static str,
+    total_units: i64,
+    per_user_limit: u32,
+    /// Units still sellable according to the strategy; `null` when unknown.
+    available: Option<i64>,
+    orders: Vec<AuditedOrder>,
+}
+
+#[derive(Serialize)]
+struct AuditedOrder {
+    id: i64,
+    user_id: i64,
+    quantity: i64,
+    status: String,
+    idempotency_key: Option<String>,
+}
+
+async fn audit_drop(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiPath(item_id): ApiPath<i64>,
+) -> Result<Json<DropAudit>, ApiError> {
+    ensure_enabled(&state)?;
+    let spec = state
+        .store
+        .item_by_id(item_id)
+        .await?
+        .and_then(|item| item.drop)
+        .ok_or_else(|| ApiError::not_found(format!("no drop for item {item_id}")))?;
+    let available = state.strategy.available(&state, item_id).await?;
+    let orders = state
+        .store
+        .drop_orders(item_id)
+        .await?
+        .into_iter()
+        .map(|order| AuditedOrder {
+            id: order.id,
+            user_id: order.user_id,
+            quantity: order.quantity,
+            status: order.status,
+            idempotency_key: order.idempotency_key,
+        })
+        .collect();
+    Ok(Json(DropAudit {
+        item_id,
+        strategy: state.strategy.kind().as_str(),
+        total_units: spec.total_units,
+        per_user_limit: spec.per_user_limit,
+        available,
+        orders,
+    }))
 }

@@ -3,6 +3,7 @@
 
 mod cart;
 mod catalog;
+mod comparison;
 mod events;
 mod orders;
 mod sessions;

@@ -205,7 +205,7 @@ impl BatchColumns {
 /// Writes orders with their lines, idempotency keys and `order.created` events in one
 /// statement (one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs for orders,
 /// lines and idempotency keys, and the outbox insert as the main statement.
-async fn insert_orders<'e>(
+pub(super) async fn insert_orders<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     orders: &[NewOrder],
 ) -> Result<(), StoreError> {

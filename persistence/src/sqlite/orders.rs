@@ -151,7 +151,7 @@ impl OrderStore for SqliteStore {
 
 /// Writes orders with their lines, idempotency keys and `order.created` events on `conn`
 /// (inside the caller's transaction).
-async fn insert_orders(
+pub(super) async fn insert_orders(
     conn: &mut sqlx::SqliteConnection,
     orders: &[NewOrder],
 ) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ mod common;
 
 mod basics;
 mod catalog;
+mod comparison;
 mod events;
 mod orders;
 mod shop;

@@ -1,0 +1,112 @@
+//! The `pg_row` stock strategy and the drop audit on SQLite (the one writer connection plays
+//! the part of PostgreSQL's row lock).
+
+use super::orders::insert_orders;
+use super::*;
+use crate::comparison::{refusal, single_line, within_limit, ComparisonStore, DropOrderTuple};
+use crate::{DropOrderRow, RowPurchase};
+
+/// Units of `item_id` that `user_id` holds (in orders that have not released them).
+async fn held_by(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: i64,
+    item_id: i64,
+) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT COALESCE(SUM(l.quantity), 0) FROM orders o \
+         JOIN order_lines l ON l.order_id = o.id \
+         WHERE o.user_id = ? AND l.item_id = ? AND o.status NOT IN (?, ?, ?, ?)",
+    )
+    .bind(user_id)
+    .bind(item_id)
+    .bind(RELEASING_STATUSES[0])
+    .bind(RELEASING_STATUSES[1])
+    .bind(RELEASING_STATUSES[2])
+    .bind(RELEASING_STATUSES[3])
+    .fetch_one(conn)
+    .await?)
+}
+
+#[async_trait]
+impl ComparisonStore for SqliteStore {
+    async fn init_row_stock(&self, item_id: i64) -> Result<Option<i64>, StoreError> {
+        sqlx::query(
+            "INSERT INTO drop_row_stock (item_id, remaining) \
+             SELECT d.item_id, MAX(d.total_units - COALESCE(( \
+                 SELECT SUM(l.quantity) FROM order_lines l JOIN orders o ON o.id = l.order_id \
+                 WHERE l.item_id = d.item_id AND o.status NOT IN (?2, ?3, ?4, ?5)), 0), 0) \
+             FROM drops d WHERE d.item_id = ?1 \
+             ON CONFLICT (item_id) DO NOTHING",
+        )
+        .bind(item_id)
+        .bind(RELEASING_STATUSES[0])
+        .bind(RELEASING_STATUSES[1])
+        .bind(RELEASING_STATUSES[2])
+        .bind(RELEASING_STATUSES[3])
+        .execute(&self.writer)
+        .await?;
+        self.row_stock(item_id).await
+    }
+
+    async fn purchase_row(
+        &self,
+        order: &NewOrder,
+        per_user_limit: u32,
+    ) -> Result<RowPurchase, StoreError> {
+        let (item_id, quantity) = single_line(order)?;
+        // IMMEDIATE: the write lock from the start. Dropping the transaction before its commit
+        // rolls it back: every early return below gives the units back.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let taken = sqlx::query(
+            "UPDATE drop_row_stock SET remaining = remaining - ?2 \
+             WHERE item_id = ?1 AND remaining >= ?2",
+        )
+        .bind(item_id)
+        .bind(quantity)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if taken == 0 {
+            let remaining: Option<i64> =
+                sqlx::query_scalar("SELECT remaining FROM drop_row_stock WHERE item_id = ?")
+                    .bind(item_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let held = match remaining {
+                Some(units) if units > 0 => held_by(&mut tx, order.user_id, item_id).await?,
+                _ => 0,
+            };
+            return refusal(remaining, held, quantity, per_user_limit);
+        }
+        let held = held_by(&mut tx, order.user_id, item_id).await?;
+        if !within_limit(held, quantity, per_user_limit) {
+            return Ok(RowPurchase::LimitReached);
+        }
+        insert_orders(&mut tx, std::slice::from_ref(order)).await?;
+        tx.commit().await?;
+        Ok(RowPurchase::Placed)
+    }
+
+    async fn row_stock(&self, item_id: i64) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT remaining FROM drop_row_stock WHERE item_id = ?")
+                .bind(item_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
+        let rows: Vec<DropOrderTuple> = sqlx::query_as(
+            "SELECT o.id, o.user_id, SUM(l.quantity), o.status, \
+                 (SELECT MIN(k.key) FROM idempotency_keys k \
+                  WHERE k.user_id = o.user_id AND k.order_id = o.id) \
+             FROM order_lines l JOIN orders o ON o.id = l.order_id \
+             WHERE l.item_id = ? GROUP BY o.id ORDER BY o.id",
+        )
+        .bind(item_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(DropOrderRow::from).collect())
+    }
+}
