@@ -1,0 +1,22 @@
+//! `hurry-loadtest`: runs drops against live Hurry Up Order servers and says whether the numbers
+//! and the invariants hold.
+//!
+//! - [`schedule`] plans when each purchase attempt is sent (open model);
+//! - [`runner`] sends them over a keep-alive pool and times them from their planned send time;
+//! - [`stats`] turns the answers into HDR percentiles, per-second timelines and outcomes;
+//! - [`audit`] compares what the harness saw with what the server stored (I1–I5);
+//! - [`report`] and [`charts`] write the terminal summary, `report.json` and `report.html`;
+//! - [`compare`] runs the same drop against one server per stock strategy.
+
+pub mod audit;
+pub mod charts;
+pub mod client;
+pub mod compare;
+pub mod conn;
+pub mod drop_run;
+pub mod plain;
+pub mod report;
+pub mod runner;
+pub mod schedule;
+pub mod server;
+pub mod stats;

@@ -1,0 +1,143 @@
+//! `hurry-loadtest http`: GET one plain URL, to check the instrument against wrk or oha.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::conn::{self, Pool};
+use crate::schedule::{ArrivalModel, Plan};
+use crate::stats::{self, Percentiles};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlainArgs {
+    /// The URL to GET.
+    #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+    pub url: String,
+    /// Keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Requests per second (open model); without it each connection sends its next request
+    /// when the last is answered (closed model, as wrk does).
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlainResult {
+    pub requests: u64,
+    pub errors: u64,
+    pub throughput_rps: f64,
+    pub latency: Percentiles,
+}
+
+pub async fn run(args: &PlainArgs) -> anyhow::Result<PlainResult> {
+    let pool = Pool::new(&args.url)?;
+    let path = args
+        .url
+        .parse::<http::Uri>()?
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let target = Target {
+        pool,
+        path: path.into(),
+    };
+    let duration = Duration::from_secs_f64(args.duration);
+    let started = Instant::now();
+    let results: Vec<(Duration, bool)> = match args.rate {
+        None => closed(&target, args.connections, duration).await,
+        Some(rate) => open(&target, args.connections, rate, duration).await,
+    };
+    let elapsed = started.elapsed();
+    let mut histogram = stats::histogram();
+    let mut errors = 0;
+    for (latency, ok) in &results {
+        stats::record(&mut histogram, *latency);
+        errors += u64::from(!ok);
+    }
+    Ok(PlainResult {
+        requests: results.len() as u64,
+        errors,
+        throughput_rps: results.len() as f64 / elapsed.as_secs_f64(),
+        latency: Percentiles::of(&histogram),
+    })
+}
+
+/// Where the GETs go.
+#[derive(Clone)]
+struct Target {
+    pool: Pool,
+    path: Arc<str>,
+}
+
+async fn get(target: &Target) -> bool {
+    let request = conn::request(http::Method::GET, &target.path)
+        .body(Default::default())
+        .expect("valid request");
+    matches!(target.pool.send(request).await, Ok((status, _)) if status.is_success())
+}
+
+async fn closed(target: &Target, connections: usize, duration: Duration) -> Vec<(Duration, bool)> {
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let ok = get(&target).await;
+                    seen.push((sent.elapsed(), ok));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for worker in workers {
+        results.extend(worker.await.unwrap_or_default());
+    }
+    results
+}
+
+async fn open(
+    target: &Target,
+    connections: usize,
+    rate: f64,
+    duration: Duration,
+) -> Vec<(Duration, bool)> {
+    let plan = Plan {
+        model: ArrivalModel::Constant,
+        requests: (rate * duration.as_secs_f64()).round() as usize,
+        shoppers: 1,
+        duration,
+        retry_share: 0.0,
+        retry_after: Duration::ZERO,
+        burst_share: 0.0,
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for arrival in plan.arrivals() {
+        let due = start + arrival.at;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (target, slots) = (target.clone(), slots.clone());
+        tasks.push(tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let ok = get(&target).await;
+            (Instant::now().saturating_duration_since(due), ok)
+        }));
+    }
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(result) = task.await {
+            results.push(result);
+        }
+    }
+    results
+}

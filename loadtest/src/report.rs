@@ -1,0 +1,235 @@
+//! The run's report: a terminal summary, `report.json`, and `report.html` with SVG charts drawn
+//! here (no network needed to view it).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::audit::AuditReport;
+use crate::charts;
+use crate::schedule::ArrivalModel;
+use crate::stats::Summary;
+
+/// What was run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    pub targets: Vec<String>,
+    /// The server's stock strategy, as its audit view reports it.
+    pub strategy: Option<String>,
+    pub item_id: i64,
+    pub shoppers: usize,
+    pub units: i64,
+    pub per_user_limit: i64,
+    pub quantity: i64,
+    pub arrival: ArrivalModel,
+    /// Logical requests per second over the run.
+    pub rate: f64,
+    pub duration_s: f64,
+    pub connections: usize,
+    pub retry_share: f64,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub started_at: String,
+    pub config: RunConfig,
+    pub summary: Summary,
+    pub audit: AuditReport,
+}
+
+impl Report {
+    /// The terminal summary.
+    pub fn text(&self) -> String {
+        let (s, c, a) = (&self.summary, &self.config, &self.audit);
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "drop {} on {} ({}): {} shoppers, {} units, limit {}, {:?} arrivals at {:.0}/s for {:.1} s, {} connections",
+            c.item_id,
+            c.targets.join(","),
+            c.strategy.as_deref().unwrap_or("?"),
+            c.shoppers,
+            c.units,
+            c.per_user_limit,
+            c.arrival,
+            c.rate,
+            c.duration_s,
+            c.connections
+        );
+        let _ = writeln!(
+            out,
+            "attempts {} in {:.2} s: {:.0}/s; units sold {}",
+            s.attempts, s.elapsed_s, s.throughput_rps, s.units_sold
+        );
+        let l = &s.latency;
+        let _ = writeln!(
+            out,
+            "latency ms (from scheduled send): p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        let outcomes: Vec<String> = s
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let _ = writeln!(out, "outcomes: {}", outcomes.join(", "));
+        let _ =
+            writeln!(
+            out,
+            "audit: {} held of {} units, {} stored orders, {} acknowledged, {} retried requests{}",
+            a.sold,
+            a.units,
+            a.stored_orders,
+            a.acknowledged,
+            a.retried_pairs,
+            if a.checked_i3 { ", I3 checked" } else { ", I3 not checked" }
+        );
+        if a.passed() {
+            let _ = writeln!(
+                out,
+                "audit PASSED: I1 I2 I4 I5{}",
+                if a.checked_i3 { " I3" } else { "" }
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "!!!!!!!! AUDIT FAILED: {} violation(s) !!!!!!!!",
+                a.violations.len()
+            );
+            for v in &a.violations {
+                let _ = writeln!(out, "  {}: {}", v.invariant, v.detail);
+            }
+        }
+        out
+    }
+
+    /// Writes `report.json` and `report.html` into `dir`; answers their paths.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let json = dir.join("report.json");
+        std::fs::write(&json, serde_json::to_vec_pretty(self)?)?;
+        let html = dir.join("report.html");
+        std::fs::write(&html, self.html()?)?;
+        Ok((json, html))
+    }
+
+    fn html(&self) -> anyhow::Result<String> {
+        let s = &self.summary;
+        let mut page = String::from(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>hurry-loadtest report</title>\
+             <style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}\
+             pre{background:#f4f4f4;padding:1em}.fail{color:#b00;font-weight:bold}\
+             .pass{color:#070;font-weight:bold}</style></head><body><h1>Drop load test</h1>",
+        );
+        let verdict = if self.audit.passed() {
+            "<p class=\"pass\">Audit passed</p>"
+        } else {
+            "<p class=\"fail\">AUDIT FAILED</p>"
+        };
+        page.push_str(verdict);
+        let _ = write!(page, "<pre>{}</pre>", escape(&self.text()));
+        page.push_str("<h2>Throughput</h2>");
+        page.push_str(&charts::throughput(s)?);
+        page.push_str("<h2>Latency percentiles over time</h2>");
+        page.push_str(&charts::latency_over_time(s)?);
+        page.push_str("<h2>Latency distribution</h2>");
+        page.push_str(&charts::cdf(s)?);
+        page.push_str("<h2>Outcomes over time</h2>");
+        page.push_str(&charts::outcomes(s)?);
+        let _ = write!(
+            page,
+            "<p>Started {}. Latency is measured from each attempt's scheduled send time.</p></body></html>",
+            escape(&self.started_at)
+        );
+        Ok(page)
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::Violation;
+    use crate::stats::Outcome;
+
+    fn report(violations: Vec<Violation>) -> Report {
+        let outcomes: Vec<Outcome> = (0..300u64)
+            .map(|i| Outcome {
+                request: i as usize,
+                shopper: i as usize,
+                retry: false,
+                scheduled: Duration::from_millis(i * 10),
+                latency: Duration::from_micros(500 + i * 7),
+                status: if i < 100 { 201 } else { 409 },
+                code: (i >= 100).then(|| "sold_out".to_owned()),
+                order_id: (i < 100).then_some(i as i64),
+                quantity: 1,
+            })
+            .collect();
+        Report {
+            started_at: "2026-11-24T00:00:00Z".to_owned(),
+            config: RunConfig {
+                targets: vec!["http://127.0.0.1:1".to_owned()],
+                strategy: Some("actor".to_owned()),
+                item_id: 1,
+                shoppers: 300,
+                units: 100,
+                per_user_limit: 1,
+                quantity: 1,
+                arrival: ArrivalModel::Constant,
+                rate: 100.0,
+                duration_s: 3.0,
+                connections: 8,
+                retry_share: 0.0,
+            },
+            summary: Summary::of(&outcomes),
+            audit: AuditReport {
+                units: 100,
+                sold: 100,
+                available: Some(0),
+                stored_orders: 100,
+                acknowledged: 100,
+                retried_pairs: 0,
+                checked_i3: true,
+                violations,
+            },
+        }
+    }
+
+    #[test]
+    fn the_report_files_hold_the_numbers_and_four_charts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (json, html) = report(Vec::new()).write(dir.path()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+        assert_eq!(json["summary"]["attempts"], 300);
+        assert_eq!(json["summary"]["outcomes"]["409 sold_out"], 200);
+        assert_eq!(json["summary"]["timeline"].as_array().unwrap().len(), 3);
+        let html = std::fs::read_to_string(html).unwrap();
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert!(html.contains("Audit passed"));
+        assert!(!html.contains("http://www.w3.org/1999/xlink\" href=\"http"));
+    }
+
+    #[test]
+    fn a_failed_audit_is_loud() {
+        let violation = Violation {
+            invariant: "I1",
+            detail: "101 units held of 100".to_owned(),
+        };
+        let report = report(vec![violation]);
+        assert!(report.text().contains("AUDIT FAILED"));
+        assert!(report.text().contains("I1: 101 units held of 100"));
+        assert!(report.html().unwrap().contains("AUDIT FAILED"));
+    }
+}

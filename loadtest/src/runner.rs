@@ -1,0 +1,155 @@
+//! Sends the planned attempts at their arrival times (open model) and collects the answers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::conn::{self, Pool};
+use crate::schedule::Arrival;
+use crate::stats::{self, Outcome};
+
+/// What one attempt needs to know, shared by all of them.
+pub struct Load {
+    /// A keep-alive pool per target, with the purchase path.
+    pub targets: Vec<(Pool, String)>,
+    /// Bearer header value of each shopper.
+    pub tokens: Vec<String>,
+    pub quantity: i64,
+    /// Idempotency keys are `{run}-{request}`.
+    pub run: String,
+    /// Most attempts in flight (and so most connections).
+    pub connections: usize,
+    pub show_progress: bool,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    id: Option<i64>,
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: String,
+}
+
+/// Runs every arrival; answers in completion order.
+pub async fn run(load: Load, arrivals: Vec<Arrival>) -> Vec<Outcome> {
+    let load = Arc::new(load);
+    let body = bytes_of_quantity(load.quantity);
+    let total = arrivals.len();
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let collector = tokio::spawn(collect(receiver, total, load.show_progress));
+    let slots = Arc::new(Semaphore::new(load.connections.max(1)));
+    // A short head start so the first arrivals are not late before the loop begins.
+    let start = Instant::now() + Duration::from_millis(20);
+    for arrival in arrivals {
+        let due = start + arrival.at;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (load, slots, sender, body) =
+            (load.clone(), slots.clone(), sender.clone(), body.clone());
+        tokio::spawn(async move {
+            let _slot = slots.acquire_owned().await;
+            let outcome = attempt(&load, &arrival, body).await;
+            let latency = Instant::now().saturating_duration_since(due);
+            let _ = sender.send(Outcome {
+                latency,
+                scheduled: arrival.at,
+                ..outcome
+            });
+        });
+    }
+    drop(sender);
+    collector.await.unwrap_or_default()
+}
+
+fn bytes_of_quantity(quantity: i64) -> bytes::Bytes {
+    bytes::Bytes::from(format!("{{\"quantity\":{quantity}}}"))
+}
+
+/// Sends one purchase; `scheduled` and `latency` are filled in by the caller.
+async fn attempt(load: &Load, arrival: &Arrival, body: bytes::Bytes) -> Outcome {
+    let (pool, path) = &load.targets[arrival.request % load.targets.len()];
+    let token = &load.tokens[arrival.shopper % load.tokens.len()];
+    let mut outcome = Outcome {
+        request: arrival.request,
+        shopper: arrival.shopper,
+        retry: arrival.retry,
+        scheduled: Duration::ZERO,
+        latency: Duration::ZERO,
+        status: 0,
+        code: None,
+        order_id: None,
+        quantity: load.quantity,
+    };
+    let request = conn::request(http::Method::POST, path)
+        .header(http::header::AUTHORIZATION, token)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(
+            "idempotency-key",
+            format!("{}-{}", load.run, arrival.request),
+        )
+        .body(body.into())
+        .expect("valid request");
+    let Ok((status, bytes)) = pool.send(request).await else {
+        outcome.code = Some("transport".to_owned());
+        return outcome;
+    };
+    outcome.status = status.as_u16();
+    let status = outcome.status;
+    if let Ok(answer) = serde_json::from_slice::<Answer>(&bytes) {
+        outcome.order_id = answer.id.filter(|_| status == 201);
+        outcome.code = answer.error.map(|error| error.code);
+    }
+    outcome
+}
+
+/// Gathers the answers, keeping the progress bar's rate, p99 and units sold current.
+async fn collect(
+    mut receiver: mpsc::UnboundedReceiver<Outcome>,
+    total: usize,
+    show_progress: bool,
+) -> Vec<Outcome> {
+    let bar = if show_progress {
+        ProgressBar::new(total as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut outcomes = Vec::with_capacity(total);
+    let mut window = stats::histogram();
+    let mut window_start = Instant::now();
+    let mut window_count = 0u64;
+    let mut sold = 0i64;
+    while let Some(outcome) = receiver.recv().await {
+        stats::record(&mut window, outcome.latency);
+        window_count += 1;
+        if outcome.status == 201 && !outcome.retry {
+            sold += outcome.quantity;
+        }
+        outcomes.push(outcome);
+        bar.inc(1);
+        let elapsed = window_start.elapsed();
+        if elapsed >= Duration::from_millis(500) {
+            bar.set_message(format!(
+                "{:.0}/s p99 {:.2} ms sold {sold}",
+                window_count as f64 / elapsed.as_secs_f64(),
+                window.value_at_quantile(0.99) as f64 / 1_000.0
+            ));
+            window.reset();
+            window_count = 0;
+            window_start = Instant::now();
+        }
+    }
+    bar.finish_and_clear();
+    outcomes
+}

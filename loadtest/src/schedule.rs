@@ -1,0 +1,198 @@
+//! The arrival scheduler: when each purchase attempt is sent, decided before the run starts.
+//!
+//! The load is an *open* model: an attempt goes out at its arrival time whether or not earlier
+//! attempts have been answered, and its latency is measured from that time. A server that stalls
+//! therefore shows the stall in every attempt that arrived during it (no coordinated omission).
+
+use std::time::Duration;
+
+/// How attempts arrive over the run.
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArrivalModel {
+    /// The same rate from start to end.
+    Constant,
+    /// The rate rises linearly from zero to twice the mean rate at the end.
+    Ramp,
+    /// A share of all attempts in the first second (the drop opens), the rest at a constant rate.
+    Burst,
+}
+
+/// One planned attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    /// Offset from the start of the run.
+    pub at: Duration,
+    /// Index of the shopper who sends it.
+    pub shopper: usize,
+    /// The logical request: a retry shares its original's number (and so its key).
+    pub request: usize,
+    /// Whether this is the repeat of `request` with the same idempotency key.
+    pub retry: bool,
+}
+
+/// What the plan is built from.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub model: ArrivalModel,
+    /// Logical requests (retries come on top).
+    pub requests: usize,
+    pub shoppers: usize,
+    pub duration: Duration,
+    /// Share of requests sent a second time with the same key, 0.0..=1.0.
+    pub retry_share: f64,
+    /// How long after its original a retry is sent.
+    pub retry_after: Duration,
+    /// For [`ArrivalModel::Burst`]: share of requests in the first second.
+    pub burst_share: f64,
+}
+
+/// The burst of [`ArrivalModel::Burst`] lasts this long.
+pub const BURST_WINDOW: Duration = Duration::from_secs(1);
+
+impl Plan {
+    /// Every attempt, sorted by send time. Request `i` belongs to shopper `i % shoppers`; the
+    /// retried requests are spread evenly (every `1 / retry_share`-th request).
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        let shoppers = self.shoppers.max(1);
+        let mut arrivals = Vec::with_capacity(self.requests + self.retries());
+        let mut retried = 0usize;
+        for request in 0..self.requests {
+            let at = self.offset(request);
+            let shopper = request % shoppers;
+            arrivals.push(Arrival {
+                at,
+                shopper,
+                request,
+                retry: false,
+            });
+            // Retry request i when the running share first reaches the next whole retry.
+            let due = ((request + 1) as f64 * self.retry_share).floor() as usize;
+            if due > retried {
+                retried = due;
+                arrivals.push(Arrival {
+                    at: at + self.retry_after,
+                    shopper,
+                    request,
+                    retry: true,
+                });
+            }
+        }
+        arrivals.sort_by_key(|arrival| arrival.at);
+        arrivals
+    }
+
+    /// How many requests are sent twice.
+    pub fn retries(&self) -> usize {
+        (self.requests as f64 * self.retry_share).floor() as usize
+    }
+
+    /// Send time of logical request `index`.
+    fn offset(&self, index: usize) -> Duration {
+        let n = self.requests as f64;
+        let total = self.duration.as_secs_f64();
+        let i = index as f64;
+        let seconds = match self.model {
+            ArrivalModel::Constant => total * i / n,
+            // Cumulative arrivals grow as t²: the i-th arrives at total * sqrt(i / n).
+            ArrivalModel::Ramp => total * (i / n).sqrt(),
+            ArrivalModel::Burst => {
+                let window = BURST_WINDOW.as_secs_f64().min(total);
+                let in_burst = (n * self.burst_share).floor();
+                if i < in_burst {
+                    window * i / in_burst
+                } else {
+                    let rest = n - in_burst;
+                    window + (total - window) * (i - in_burst) / rest
+                }
+            }
+        };
+        Duration::from_secs_f64(seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(model: ArrivalModel, requests: usize) -> Plan {
+        Plan {
+            model,
+            requests,
+            shoppers: 100,
+            duration: Duration::from_secs(10),
+            retry_share: 0.0,
+            retry_after: Duration::from_millis(20),
+            burst_share: 0.5,
+        }
+    }
+
+    /// Attempts sent in `[from, to)` seconds.
+    fn sent_between(arrivals: &[Arrival], from: f64, to: f64) -> usize {
+        arrivals
+            .iter()
+            .filter(|a| a.at.as_secs_f64() >= from && a.at.as_secs_f64() < to)
+            .count()
+    }
+
+    #[test]
+    fn constant_rate_sends_the_same_number_every_second() {
+        let arrivals = plan(ArrivalModel::Constant, 10_000).arrivals();
+        assert_eq!(arrivals.len(), 10_000);
+        for second in 0..10 {
+            let sent = sent_between(&arrivals, second as f64, second as f64 + 1.0);
+            assert_eq!(sent, 1_000, "second {second}");
+        }
+        assert!(arrivals.last().unwrap().at < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn ramp_rises_linearly() {
+        let arrivals = plan(ArrivalModel::Ramp, 10_000).arrivals();
+        // Rate at t is 2 * mean * t / T: the first second gets 1%, the last 19%.
+        assert_eq!(sent_between(&arrivals, 0.0, 1.0), 100);
+        assert_eq!(sent_between(&arrivals, 9.0, 10.0), 1_900);
+        let per_second: Vec<usize> = (0..10)
+            .map(|s| sent_between(&arrivals, s as f64, s as f64 + 1.0))
+            .collect();
+        assert!(per_second.windows(2).all(|pair| pair[0] < pair[1]));
+    }
+
+    #[test]
+    fn burst_sends_its_share_in_the_first_second() {
+        let arrivals = plan(ArrivalModel::Burst, 10_000).arrivals();
+        assert_eq!(sent_between(&arrivals, 0.0, 1.0), 5_000);
+        // The other half spread over the remaining nine seconds.
+        for second in 1..10 {
+            let sent = sent_between(&arrivals, second as f64, second as f64 + 1.0);
+            assert!((555..=556).contains(&sent), "second {second}: {sent}");
+        }
+    }
+
+    #[test]
+    fn retries_repeat_their_request_later_with_the_same_shopper() {
+        let mut plan = plan(ArrivalModel::Constant, 1_000);
+        plan.retry_share = 0.05;
+        let arrivals = plan.arrivals();
+        let retries: Vec<&Arrival> = arrivals.iter().filter(|a| a.retry).collect();
+        assert_eq!(retries.len(), 50);
+        assert_eq!(plan.retries(), 50);
+        for retry in retries {
+            let original = arrivals
+                .iter()
+                .find(|a| !a.retry && a.request == retry.request)
+                .expect("every retry has its original");
+            assert_eq!(original.shopper, retry.shopper);
+            assert_eq!(retry.at, original.at + Duration::from_millis(20));
+        }
+        assert!(arrivals.windows(2).all(|pair| pair[0].at <= pair[1].at));
+    }
+
+    #[test]
+    fn requests_go_round_the_shoppers() {
+        let arrivals = plan(ArrivalModel::Constant, 250).arrivals();
+        let of_first: usize = arrivals.iter().filter(|a| a.shopper == 0).count();
+        assert_eq!(of_first, 3);
+        assert!(arrivals.iter().all(|a| a.shopper < 100));
+    }
+}

@@ -1,0 +1,124 @@
+//! Starting and stopping a `hurry` server for a comparison run.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::Connection;
+
+use crate::client::Api;
+
+/// How to start one server.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    pub bin: PathBuf,
+    pub strategy: String,
+    pub database_url: String,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub admin_email: String,
+    pub admin_password: String,
+    /// The server's output goes here.
+    pub log: PathBuf,
+}
+
+/// A running server, killed when dropped.
+pub struct Server {
+    child: tokio::process::Child,
+    pub base: String,
+}
+
+/// The `hurry` binary beside this one (`cargo build --release` puts both in target/release).
+pub fn default_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.with_file_name(format!("hurry{}", std::env::consts::EXE_SUFFIX))
+}
+
+impl Server {
+    pub async fn start(spec: &ServerSpec) -> anyhow::Result<Self> {
+        if !spec.bin.is_file() {
+            bail!(
+                "no server binary at {}: build it with `cargo build --release` or pass --server-bin",
+                spec.bin.display()
+            );
+        }
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        if let Some(dir) = spec.log.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let log = std::fs::File::create(&spec.log)
+            .with_context(|| format!("cannot write {}", spec.log.display()))?;
+        let child = tokio::process::Command::new(&spec.bin)
+            .env("HURRY__HTTP__LISTEN", &listen)
+            .env("HURRY__DATABASE__URL", &spec.database_url)
+            .env("HURRY__REDIS__URL", &spec.redis_url)
+            .env("HURRY__REDIS__KEY_PREFIX", &spec.redis_prefix)
+            .env("HURRY__ENGINE__STOCK_STRATEGY", &spec.strategy)
+            .env("HURRY__ADMIN__EMAIL", &spec.admin_email)
+            .env("HURRY__ADMIN__PASSWORD", &spec.admin_password)
+            .env("HURRY__LOADTEST__PROVISIONING_ENABLED", "true")
+            .env("HURRY__AUTH__REQUIRE_EMAIL_VERIFICATION", "false")
+            .env("HURRY__RATE_LIMIT__ENABLED", "false")
+            .env("HURRY__LOG__FILTER", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", spec.bin.display()))?;
+        let server = Self {
+            child,
+            base: format!("http://{listen}"),
+        };
+        let api = Api::new(reqwest::Client::new(), &server.base);
+        if let Err(err) = api.wait_healthy(Duration::from_secs(60)).await {
+            bail!("{err}; see {}", spec.log.display());
+        }
+        Ok(server)
+    }
+
+    /// Stops the server and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Creates the PostgreSQL database of `url` when it does not exist yet (SQLite files are
+/// created by the server itself).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    if !url.starts_with("postgres") {
+        return Ok(());
+    }
+    let (server, name) = url
+        .rsplit_once('/')
+        .context("a PostgreSQL URL ends with /DATABASE")?;
+    let name = name.split('?').next().unwrap_or(name);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        bail!("database name {name:?}: use letters, digits and _");
+    }
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {server}"))?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await?;
+    if exists.is_none() {
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `dir/name.log`.
+pub fn log_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}

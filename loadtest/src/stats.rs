@@ -1,0 +1,219 @@
+//! What the run measured: HDR latency histograms, overall and per second, and outcomes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// One answered (or failed) attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub request: usize,
+    pub shopper: usize,
+    pub retry: bool,
+    /// Planned send time, from the start of the run.
+    pub scheduled: Duration,
+    /// From the planned send time to the complete answer.
+    pub latency: Duration,
+    /// HTTP status; 0 when no answer came (connection error, timeout).
+    pub status: u16,
+    /// The API error code, if any.
+    pub code: Option<String>,
+    /// The order of a 201.
+    pub order_id: Option<i64>,
+    /// Units bought by a 201.
+    pub quantity: i64,
+}
+
+impl Outcome {
+    /// `201`, `409 sold_out`, `0 transport` and so on.
+    pub fn label(&self) -> String {
+        match (&self.code, self.status) {
+            (_, 0) => "0 transport".to_owned(),
+            (Some(code), status) => format!("{status} {code}"),
+            (None, status) => status.to_string(),
+        }
+    }
+}
+
+/// A latency histogram in microseconds, 1 µs to 10 minutes, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Records `latency` (clamped into the histogram's range).
+pub fn record(histogram: &mut Histogram<u64>, latency: Duration) {
+    let micros = (latency.as_micros() as u64).clamp(1, histogram.high());
+    histogram.record(micros).expect("clamped into range");
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Percentiles {
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        let ms = |micros: u64| micros as f64 / 1_000.0;
+        Self {
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p999: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+            mean: histogram.mean() / 1_000.0,
+        }
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    pub second: u64,
+    /// Attempts answered during this second.
+    pub completed: u64,
+    /// Answers during this second by outcome label.
+    pub outcomes: BTreeMap<String, u64>,
+    /// Latency of the attempts *scheduled* in this second (so a stall shows where it began).
+    pub latency: Option<Percentiles>,
+}
+
+/// One point of the latency distribution.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CdfPoint {
+    pub percentile: f64,
+    pub latency_ms: f64,
+}
+
+/// Everything the report needs about the load itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub attempts: u64,
+    /// From the first planned send to the last answer.
+    pub elapsed_s: f64,
+    /// Answered attempts per second over `elapsed_s`.
+    pub throughput_rps: f64,
+    pub latency: Percentiles,
+    pub outcomes: BTreeMap<String, u64>,
+    pub units_sold: i64,
+    pub timeline: Vec<Second>,
+    pub cdf: Vec<CdfPoint>,
+}
+
+impl Summary {
+    pub fn of(outcomes: &[Outcome]) -> Self {
+        let mut overall = histogram();
+        let mut by_label: BTreeMap<String, u64> = BTreeMap::new();
+        let mut seconds: Vec<(u64, BTreeMap<String, u64>, Histogram<u64>)> = Vec::new();
+        let mut end = Duration::ZERO;
+        let mut units_sold = 0;
+        for outcome in outcomes {
+            record(&mut overall, outcome.latency);
+            let label = outcome.label();
+            *by_label.entry(label.clone()).or_default() += 1;
+            let done = outcome.scheduled + outcome.latency;
+            end = end.max(done);
+            let done_second = done.as_secs() as usize;
+            let scheduled_second = outcome.scheduled.as_secs() as usize;
+            let needed = done_second.max(scheduled_second) + 1;
+            while seconds.len() < needed {
+                seconds.push((0, BTreeMap::new(), histogram()));
+            }
+            seconds[done_second].0 += 1;
+            *seconds[done_second].1.entry(label).or_default() += 1;
+            record(&mut seconds[scheduled_second].2, outcome.latency);
+            if outcome.status == 201 && !outcome.retry {
+                units_sold += outcome.quantity;
+            }
+        }
+        let elapsed_s = end.as_secs_f64();
+        let timeline = seconds
+            .into_iter()
+            .enumerate()
+            .map(|(second, (completed, outcomes, latency))| Second {
+                second: second as u64,
+                completed,
+                outcomes,
+                latency: (!latency.is_empty()).then(|| Percentiles::of(&latency)),
+            })
+            .collect();
+        Self {
+            attempts: outcomes.len() as u64,
+            elapsed_s,
+            throughput_rps: if elapsed_s > 0.0 {
+                outcomes.len() as f64 / elapsed_s
+            } else {
+                0.0
+            },
+            latency: Percentiles::of(&overall),
+            outcomes: by_label,
+            units_sold,
+            timeline,
+            cdf: cdf(&overall),
+        }
+    }
+}
+
+/// The latency distribution at percentiles spaced evenly on a "nines" scale (50, 90, 99, ...).
+fn cdf(histogram: &Histogram<u64>) -> Vec<CdfPoint> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    // 0.0, 0.1, ... nines: percentile 1 - 10^-nines.
+    (0..=40)
+        .map(|step| {
+            let nines = f64::from(step) / 10.0;
+            let quantile = 1.0 - 10f64.powf(-nines);
+            CdfPoint {
+                percentile: quantile * 100.0,
+                latency_ms: histogram.value_at_quantile(quantile) as f64 / 1_000.0,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(scheduled_ms: u64, latency_ms: u64, status: u16) -> Outcome {
+        Outcome {
+            request: 0,
+            shopper: 0,
+            retry: false,
+            scheduled: Duration::from_millis(scheduled_ms),
+            latency: Duration::from_millis(latency_ms),
+            status,
+            code: (status == 409).then(|| "sold_out".to_owned()),
+            order_id: (status == 201).then_some(1),
+            quantity: 1,
+        }
+    }
+
+    #[test]
+    fn a_stall_shows_in_the_second_it_began_and_in_the_tail() {
+        let mut outcomes: Vec<Outcome> = (0..99).map(|i| outcome(i * 10, 2, 201)).collect();
+        // Scheduled at 0.5 s, answered 3 s later.
+        outcomes.push(outcome(500, 3_000, 409));
+        let summary = Summary::of(&outcomes);
+        assert_eq!(summary.attempts, 100);
+        assert_eq!(summary.units_sold, 99);
+        assert_eq!(summary.outcomes["201"], 99);
+        assert_eq!(summary.outcomes["409 sold_out"], 1);
+        assert!((summary.latency.p50 - 2.0).abs() < 0.01);
+        assert!(summary.latency.max >= 2_999.0);
+        assert!((summary.elapsed_s - 3.5).abs() < 0.01);
+        let first = &summary.timeline[0];
+        assert!(first.latency.unwrap().max >= 2_999.0);
+        // Answered in second 3.
+        assert_eq!(summary.timeline[3].outcomes["409 sold_out"], 1);
+        assert!(summary.timeline[3].latency.is_none());
+    }
+}
