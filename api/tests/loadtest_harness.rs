@@ -10,7 +10,7 @@ use common::*;
 use hurry_loadtest::client::{http_client, Api};
 use hurry_loadtest::compare::{self, CompareArgs};
 use hurry_loadtest::drop_run::{self, DropArgs};
-use hurry_loadtest::schedule::ArrivalModel;
+use hurry_loadtest::schedule::{ArrivalModel, KeyPolicy};
 
 both_stores!(
     a_small_drop_passes_the_audit_and_writes_its_report,
@@ -33,6 +33,7 @@ fn small_drop(target: String, out: &std::path::Path) -> DropArgs {
         duration: 2.0,
         connections: 16,
         retry_share: 0.1,
+        keys: KeyPolicy::All,
         retry_after_ms: 5,
         burst_share: 0.5,
         out: out.to_owned(),

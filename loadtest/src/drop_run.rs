@@ -10,7 +10,7 @@ use crate::client::{http_client, Api};
 use crate::conn::Pool;
 use crate::report::{Report, RunConfig};
 use crate::runner::{self, Load};
-use crate::schedule::{ArrivalModel, Plan};
+use crate::schedule::{ArrivalModel, KeyPolicy, Plan};
 use crate::stats::{Outcome, Summary};
 
 /// The drop and the load to put on it.
@@ -62,6 +62,10 @@ pub struct DropArgs {
     /// Share of attempts sent again with the same Idempotency-Key.
     #[arg(long, default_value_t = 0.02)]
     pub retry_share: f64,
+    /// Which attempts carry an Idempotency-Key: `all` (a careful client) or `retried` (only
+    /// the ones sent twice; keyed purchases cost the server a replay lookup each).
+    #[arg(long, value_enum, default_value_t = KeyPolicy::All)]
+    pub keys: KeyPolicy,
     /// Milliseconds after its original that a retry is sent.
     #[arg(long, default_value_t = 20)]
     pub retry_after_ms: u64,
@@ -158,6 +162,7 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
             .collect(),
         quantity: args.quantity,
         run: run_id,
+        keys: args.keys,
         connections: args.connections,
         show_progress: !args.quiet,
     };
@@ -181,6 +186,7 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
             duration_s: args.duration,
             connections: args.connections,
             retry_share: args.retry_share,
+            keys: args.keys,
         },
         summary,
         audit: audit.0,

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::audit::AuditReport;
 use crate::charts;
-use crate::schedule::ArrivalModel;
+use crate::schedule::{ArrivalModel, KeyPolicy};
 use crate::stats::Summary;
 
 /// What was run.
@@ -29,6 +29,7 @@ pub struct RunConfig {
     pub duration_s: f64,
     pub connections: usize,
     pub retry_share: f64,
+    pub keys: KeyPolicy,
 }
 
 /// Everything a run produced.
@@ -47,7 +48,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "drop {} on {} ({}): {} shoppers, {} units, limit {}, {:?} arrivals at {:.0}/s for {:.1} s, {} connections",
+            "drop {} on {} ({}): {} shoppers, {} units, limit {}, {:?} arrivals at {:.0}/s for {:.1} s, {} connections, keys on {:?}",
             c.item_id,
             c.targets.join(","),
             c.strategy.as_deref().unwrap_or("?"),
@@ -57,7 +58,8 @@ impl Report {
             c.arrival,
             c.rate,
             c.duration_s,
-            c.connections
+            c.connections,
+            c.keys
         );
         let _ = writeln!(
             out,
@@ -191,6 +193,7 @@ mod tests {
                 duration_s: 3.0,
                 connections: 8,
                 retry_share: 0.0,
+                keys: KeyPolicy::All,
             },
             summary: Summary::of(&outcomes),
             audit: AuditReport {

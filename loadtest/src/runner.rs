@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::conn::{self, Pool};
-use crate::schedule::Arrival;
+use crate::schedule::{Arrival, KeyPolicy};
 use crate::stats::{self, Outcome};
 
 /// What one attempt needs to know, shared by all of them.
@@ -20,6 +20,7 @@ pub struct Load {
     pub quantity: i64,
     /// Idempotency keys are `{run}-{request}`.
     pub run: String,
+    pub keys: KeyPolicy,
     /// Most attempts in flight (and so most connections).
     pub connections: usize,
     pub show_progress: bool,

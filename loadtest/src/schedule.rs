@@ -29,6 +29,25 @@ pub struct Arrival {
     pub request: usize,
     /// Whether this is the repeat of `request` with the same idempotency key.
     pub retry: bool,
+    /// Whether `request` is sent twice (true on the original and on the retry).
+    pub repeated: bool,
+}
+
+/// Which attempts carry an `Idempotency-Key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyPolicy {
+    /// Every attempt, as a careful client sends them.
+    All,
+    /// Only the requests the harness sends twice (and their retries).
+    Retried,
+}
+
+impl KeyPolicy {
+    /// Whether `arrival` carries its request's key.
+    pub fn keyed(self, arrival: &Arrival) -> bool {
+        self == KeyPolicy::All || arrival.repeated
+    }
 }
 
 /// What the plan is built from.
@@ -60,21 +79,24 @@ impl Plan {
         for request in 0..self.requests {
             let at = self.offset(request);
             let shopper = request % shoppers;
+            // Retry request i when the running share first reaches the next whole retry.
+            let due = ((request + 1) as f64 * self.retry_share).floor() as usize;
+            let repeated = due > retried;
             arrivals.push(Arrival {
                 at,
                 shopper,
                 request,
                 retry: false,
+                repeated,
             });
-            // Retry request i when the running share first reaches the next whole retry.
-            let due = ((request + 1) as f64 * self.retry_share).floor() as usize;
-            if due > retried {
+            if repeated {
                 retried = due;
                 arrivals.push(Arrival {
                     at: at + self.retry_after,
                     shopper,
                     request,
                     retry: true,
+                    repeated,
                 });
             }
         }
@@ -183,9 +205,11 @@ mod tests {
                 .find(|a| !a.retry && a.request == retry.request)
                 .expect("every retry has its original");
             assert_eq!(original.shopper, retry.shopper);
+            assert!(original.repeated && retry.repeated);
             assert_eq!(retry.at, original.at + Duration::from_millis(20));
         }
         assert!(arrivals.windows(2).all(|pair| pair[0].at <= pair[1].at));
+        assert_eq!(arrivals.iter().filter(|a| a.repeated).count(), 100);
     }
 
     #[test]
