@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::conn::{self, Pool};
+use crate::runner::open_loop;
 use crate::schedule::{ArrivalModel, Plan};
 use crate::stats::{self, Percentiles};
 
@@ -118,26 +119,15 @@ async fn open(
         retry_after: Duration::ZERO,
         burst_share: 0.0,
     };
-    let slots = Arc::new(tokio::sync::Semaphore::new(connections));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for arrival in plan.arrivals() {
-        let due = start + arrival.at;
-        if due > Instant::now() {
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let (target, slots) = (target.clone(), slots.clone());
-        tasks.push(tokio::spawn(async move {
-            let _slot = slots.acquire_owned().await;
-            let ok = get(&target).await;
-            (Instant::now().saturating_duration_since(due), ok)
-        }));
-    }
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        if let Ok(result) = task.await {
-            results.push(result);
-        }
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let send = |_| {
+        let target = target.clone();
+        async move { get(&target).await }
+    };
+    open_loop(plan.arrivals(), connections, send, sender).await;
+    let mut results = Vec::new();
+    while let Some((_, latency, ok)) = receiver.recv().await {
+        results.push((latency, ok));
     }
     results
 }

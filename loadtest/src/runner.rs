@@ -1,5 +1,6 @@
 //! Sends the planned attempts at their arrival times (open model) and collects the answers.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,10 +42,34 @@ struct ErrorBody {
 pub async fn run(load: Load, arrivals: Vec<Arrival>) -> Vec<Outcome> {
     let load = Arc::new(load);
     let body = bytes_of_quantity(load.quantity);
-    let total = arrivals.len();
     let (sender, receiver) = mpsc::unbounded_channel();
-    let collector = tokio::spawn(collect(receiver, total, load.show_progress));
-    let slots = Arc::new(Semaphore::new(load.connections.max(1)));
+    let collector = tokio::spawn(collect(receiver, arrivals.len(), load.show_progress));
+    let connections = load.connections;
+    let send = |arrival: Arrival| {
+        let (load, body) = (load.clone(), body.clone());
+        async move { attempt(&load, &arrival, body).await }
+    };
+    open_loop(arrivals, connections, send, sender).await;
+    collector.await.unwrap_or_default()
+}
+
+/// An arrival's answer, with its latency from the planned send time.
+pub type Answered<T> = (Arrival, Duration, T);
+
+/// The open model: sends each arrival at its planned time whether or not earlier ones were
+/// answered, at most `connections` in flight; `send(arrival)` runs on a task of its own once a
+/// slot is free, and its answer goes to `sink` timed from the planned send time.
+pub async fn open_loop<T, F, Fut>(
+    arrivals: Vec<Arrival>,
+    connections: usize,
+    send: F,
+    sink: mpsc::UnboundedSender<Answered<T>>,
+) where
+    F: Fn(Arrival) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(connections.max(1)));
     // A short head start so the first arrivals are not late before the loop begins.
     let start = Instant::now() + Duration::from_millis(20);
     for arrival in arrivals {
@@ -52,21 +77,14 @@ pub async fn run(load: Load, arrivals: Vec<Arrival>) -> Vec<Outcome> {
         if due > Instant::now() {
             tokio::time::sleep_until(due.into()).await;
         }
-        let (load, slots, sender, body) =
-            (load.clone(), slots.clone(), sender.clone(), body.clone());
+        let (slots, sink, work) = (slots.clone(), sink.clone(), send(arrival));
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
-            let outcome = attempt(&load, &arrival, body).await;
+            let answer = work.await;
             let latency = Instant::now().saturating_duration_since(due);
-            let _ = sender.send(Outcome {
-                latency,
-                scheduled: arrival.at,
-                ..outcome
-            });
+            let _ = sink.send((arrival, latency, answer));
         });
     }
-    drop(sender);
-    collector.await.unwrap_or_default()
 }
 
 fn bytes_of_quantity(quantity: i64) -> bytes::Bytes {
@@ -112,7 +130,7 @@ async fn attempt(load: &Load, arrival: &Arrival, body: bytes::Bytes) -> Outcome 
 
 /// Gathers the answers, keeping the progress bar's rate, p99 and units sold current.
 async fn collect(
-    mut receiver: mpsc::UnboundedReceiver<Outcome>,
+    mut receiver: mpsc::UnboundedReceiver<Answered<Outcome>>,
     total: usize,
     show_progress: bool,
 ) -> Vec<Outcome> {
@@ -131,7 +149,12 @@ async fn collect(
     let mut window_start = Instant::now();
     let mut window_count = 0u64;
     let mut sold = 0i64;
-    while let Some(outcome) = receiver.recv().await {
+    while let Some((arrival, latency, outcome)) = receiver.recv().await {
+        let outcome = Outcome {
+            latency,
+            scheduled: arrival.at,
+            ..outcome
+        };
         stats::record(&mut window, outcome.latency);
         window_count += 1;
         if outcome.status == 201 && !outcome.retry {
