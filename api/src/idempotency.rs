@@ -5,12 +5,20 @@
 //! purchase). Later repeats find the key in the store, written in the same transaction as the
 //! order, and get the same order back. A key reused with a different request is refused with
 //! 422 `idempotency_mismatch`. Rejections (409s) are not stored: a later repeat is decided again.
+//!
+//! The store lookup costs a database round trip, and in a drop nearly every keyed request is
+//! a refusal whose key was never stored. With the memory index on (`idempotency.memory_index`)
+//! the coalescer knows every user that may have a stored key: the ones the store listed at
+//! start, and every user whose keyed request this node ran to anything but a client error.
+//! Anyone else's key cannot be stored, so the lookup is skipped. A user enters the index before
+//! their request leaves the in-flight map, so a repeat either joins the running request or
+//! finds the user indexed and looks the key up.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry;
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use hurry_engine::domain::IdempotencyKey;
 use hurry_persistence::{IdempotencyEntry, OrderRecord, Store};
 use sha2::{Digest, Sha256};
@@ -25,10 +33,12 @@ struct Running {
     answer: watch::Receiver<Option<Outcome>>,
 }
 
-/// Requests in flight by `(user id, key)`.
+/// Requests in flight by `(user id, key)`, and the users that may have a stored key.
 #[derive(Default)]
 pub struct Coalescer {
     running: Arc<DashMap<(i64, String), Running>>,
+    /// `None`: every keyed request looks its key up in the store.
+    keyed_users: Option<Arc<DashSet<i64>>>,
 }
 
 /// The hash that tells two requests under one key apart.
@@ -44,6 +54,22 @@ fn mismatch() -> ApiError {
 }
 
 impl Coalescer {
+    /// A coalescer that skips the store lookup for users outside `keyed_users` (every user
+    /// with a stored key, as the store listed them).
+    pub fn with_memory_index(keyed_users: impl IntoIterator<Item = i64>) -> Self {
+        Self {
+            running: Arc::default(),
+            keyed_users: Some(Arc::new(keyed_users.into_iter().collect())),
+        }
+    }
+
+    /// Whether `user_id` may have a stored key (always true without the index).
+    pub fn may_have_stored_keys(&self, user_id: i64) -> bool {
+        self.keyed_users
+            .as_ref()
+            .is_none_or(|users| users.contains(&user_id))
+    }
+
     /// Runs `work` at most once per `(user_id, key)` at a time; `work` gets the entry to store
     /// with the order. Without a key it simply runs.
     ///
@@ -82,8 +108,17 @@ impl Coalescer {
                 });
                 let store = store.clone();
                 let running = self.running.clone();
+                let keyed_users = self.keyed_users.clone();
                 tokio::spawn(async move {
-                    let outcome = lead(&store, user_id, &key, &request_hash, work).await;
+                    let look_up = keyed_users
+                        .as_ref()
+                        .is_none_or(|users| users.contains(&user_id));
+                    let outcome = lead(&store, user_id, &key, &request_hash, look_up, work).await;
+                    if let Some(users) = &keyed_users {
+                        if may_have_stored(&outcome) {
+                            users.insert(user_id);
+                        }
+                    }
                     let _ = sender.send(Some(outcome));
                     running.remove(&map_key);
                 });
@@ -99,18 +134,34 @@ impl Coalescer {
     }
 }
 
+/// Whether a request that ended in `outcome` may have stored its key: anything but a client
+/// error (a refusal stores nothing; a failure may have committed before it failed).
+fn may_have_stored(outcome: &Outcome) -> bool {
+    match outcome {
+        Ok(_) => true,
+        Err(err) => !err.status().is_client_error(),
+    }
+}
+
+/// Answers a stored key from the store (when `look_up`), or runs `work` under the entry.
 async fn lead<F, Fut>(
     store: &Arc<dyn Store>,
     user_id: i64,
     key: &IdempotencyKey,
     request_hash: &str,
+    look_up: bool,
     work: F,
 ) -> Outcome
 where
     F: FnOnce(Option<IdempotencyEntry>) -> Fut,
     Fut: Future<Output = Outcome>,
 {
-    if let Some(stored) = store.idempotency_record(user_id, key.as_str()).await? {
+    let stored = if look_up {
+        store.idempotency_record(user_id, key.as_str()).await?
+    } else {
+        None
+    };
+    if let Some(stored) = stored {
         if stored.request_hash != request_hash {
             return Err(mismatch());
         }

@@ -31,7 +31,15 @@ pub struct Settings {
     pub mail: MailSettings,
     pub catalog: CatalogSettings,
     pub loadtest: LoadtestSettings,
+    pub idempotency: IdempotencySettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdempotencySettings {
+    /// Keep in memory which users have a stored key, so a keyed request of anyone else skips
+    /// the store lookup. Exact only while this node is the one storing keys.
+    pub memory_index: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -156,6 +156,15 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     let mail_consumer = Arc::new(MailerConsumer::new(store.clone(), pii.clone(), mailer));
     let events = EventSystem::start(&settings, &store, &engine, vec![mail_consumer]).await?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
+    let idempotency = if settings.idempotency.memory_index {
+        let users = store
+            .users_with_idempotency_keys()
+            .await
+            .context("cannot list the users with idempotency keys")?;
+        Coalescer::with_memory_index(users)
+    } else {
+        Coalescer::default()
+    };
     let catalog = crate::catalog::CatalogCache::new(
         Duration::from_millis(settings.catalog.cache_ttl_ms),
         settings.catalog.cache_max_items,
@@ -171,7 +180,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         revocation_listener,
         passwords,
         pii,
-        idempotency: Arc::new(Coalescer::default()),
+        idempotency: Arc::new(idempotency),
         strategy,
         rate_limits,
         metrics: telemetry::metrics_handle(),

@@ -62,6 +62,8 @@ async fn a_small_drop_passes_the_audit_and_writes_its_report(store: Store) {
     let (units, orders, buyers, most) = raw.sales_of(report.config.item_id).await;
     assert_eq!((units, orders, buyers, most), (50, 50, 50, 1));
     assert_eq!(report.summary.units_sold, 50);
+    let keyed = raw.scalar("SELECT COUNT(*) FROM idempotency_keys").await;
+    assert_eq!(keyed, 50, "--keys all: every order was bought under a key");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     assert_eq!(json["audit"]["violations"].as_array().unwrap().len(), 0);
     assert_eq!(json["config"]["strategy"], "actor");
@@ -77,10 +79,13 @@ async fn the_audit_catches_a_tampered_store(store: Store) {
     let mut args = small_drop(base.clone(), out.path());
     args.rate = Some(100.0);
     args.retry_share = 0.0;
+    args.keys = KeyPolicy::Retried;
     let report = drop_run::run(&args).await.expect("the drop runs");
     assert!(report.audit.passed(), "{:?}", report.audit.violations);
     let item = report.config.item_id;
     let raw = app.db.raw().await;
+    let keyed = raw.scalar("SELECT COUNT(*) FROM idempotency_keys").await;
+    assert_eq!(keyed, 0, "--keys retried without retries: no keys sent");
     let buyer = raw
         .scalar(&format!(
             "SELECT MIN(o.user_id) FROM orders o JOIN order_lines l ON l.order_id = o.id \

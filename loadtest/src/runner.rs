@@ -106,15 +106,16 @@ async fn attempt(load: &Load, arrival: &Arrival, body: bytes::Bytes) -> Outcome 
         order_id: None,
         quantity: load.quantity,
     };
-    let request = conn::request(http::Method::POST, path)
+    let mut request = conn::request(http::Method::POST, path)
         .header(http::header::AUTHORIZATION, token)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if load.keys.keyed(arrival) {
+        request = request.header(
             "idempotency-key",
             format!("{}-{}", load.run, arrival.request),
-        )
-        .body(body.into())
-        .expect("valid request");
+        );
+    }
+    let request = request.body(body.into()).expect("valid request");
     let Ok((status, bytes)) = pool.send(request).await else {
         outcome.code = Some("transport".to_owned());
         return outcome;

@@ -56,6 +56,9 @@ impl Server {
             .env("HURRY__REDIS__URL", &spec.redis_url)
             .env("HURRY__REDIS__KEY_PREFIX", &spec.redis_prefix)
             .env("HURRY__ENGINE__STOCK_STRATEGY", &spec.strategy)
+            // Each strategy gets one node of its own, the only one storing keys: the
+            // idempotency memory index is exact there (cluster mode turns it off by default).
+            .env("HURRY__IDEMPOTENCY__MEMORY_INDEX", "true")
             .env("HURRY__ADMIN__EMAIL", &spec.admin_email)
             .env("HURRY__ADMIN__PASSWORD", &spec.admin_password)
             .env("HURRY__LOADTEST__PROVISIONING_ENABLED", "true")

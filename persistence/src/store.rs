@@ -247,6 +247,9 @@ pub trait OrderStore: Send + Sync {
         user_id: i64,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Every user with at least one stored idempotency key (keys are never deleted).
+    async fn users_with_idempotency_keys(&self) -> Result<Vec<i64>, StoreError>;
 }
 
 /// Refresh tokens and revoked access tokens.

@@ -150,6 +150,13 @@ impl OrderStore for PgStore {
             }),
         )
     }
+
+    async fn users_with_idempotency_keys(&self) -> Result<Vec<i64>, StoreError> {
+        let users: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT user_id FROM idempotency_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(users)
+    }
 }
 
 /// A batch of orders turned into one array per column, for `UNNEST`.

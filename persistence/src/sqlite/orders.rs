@@ -147,6 +147,13 @@ impl OrderStore for SqliteStore {
             }),
         )
     }
+
+    async fn users_with_idempotency_keys(&self) -> Result<Vec<i64>, StoreError> {
+        let users: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT user_id FROM idempotency_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(users)
+    }
 }
 
 /// Writes orders with their lines, idempotency keys and `order.created` events on `conn`

@@ -8,6 +8,7 @@ on_both_backends!(
     committed_orders_read_back_with_their_lines_in_line_order,
     list_orders_is_newest_first_paged_and_only_the_users_own,
     idempotency_record_returns_the_hash_status_and_order_of_that_user,
+    users_with_idempotency_keys_lists_each_keyed_user_once,
     every_committed_order_has_one_order_created_event,
     batch_reusing_an_order_id_fails_and_leaves_no_row,
     batch_reusing_an_idempotency_key_fails_and_leaves_no_row,
@@ -133,6 +134,28 @@ async fn idempotency_record_returns_the_hash_status_and_order_of_that_user(
     assert_eq!(db.idempotency_record(9, "same-key").await?, None);
     assert_eq!(db.idempotency_record(7, "other-key").await?, None);
     assert_eq!(db.num_rows("idempotency_keys").await?, 2);
+    Ok(())
+}
+
+async fn users_with_idempotency_keys_lists_each_keyed_user_once(backend: Backend) -> Result<()> {
+    // Arrange
+    let db = TestStore::open(backend).await?;
+    let before = db.users_with_idempotency_keys().await?;
+    let batch = vec![
+        keyed(order(1, 7, "pending_payment", &[(10, 1)]), "a", "h-a"),
+        keyed(order(2, 7, "pending_payment", &[(10, 1)]), "b", "h-b"),
+        order(3, 9, "pending_payment", &[(10, 1)]),
+        keyed(order(4, 8, "pending_payment", &[(10, 2)]), "a", "h-a"),
+    ];
+
+    // Act
+    db.commit_orders(&batch).await?;
+
+    // Assert
+    let mut users = db.users_with_idempotency_keys().await?;
+    users.sort_unstable();
+    assert!(before.is_empty());
+    assert_eq!(users, vec![7, 8]);
     Ok(())
 }
 

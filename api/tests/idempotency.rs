@@ -1,0 +1,105 @@
+//! The idempotency memory index over real HTTP, on SQLite and PostgreSQL: a keyed request of a
+//! user with no stored key is answered without the store (a sold-out drop answers from memory),
+//! while users with stored keys, from this process or an earlier one, still get their first
+//! answer back.
+
+mod common;
+
+use common::{assert_error, Store, TestApp};
+use reqwest::StatusCode;
+
+const NO_INDEX: &str = "[idempotency]\nmemory_index = false\n";
+
+/// Makes every idempotency lookup fail (the table is renamed away), or mends it.
+async fn break_key_lookups(app: &TestApp, broken: bool) {
+    let (from, to) = if broken {
+        ("idempotency_keys", "idempotency_keys_away")
+    } else {
+        ("idempotency_keys_away", "idempotency_keys")
+    };
+    app.db
+        .raw()
+        .await
+        .execute(&format!("ALTER TABLE {from} RENAME TO {to}"))
+        .await;
+}
+
+async fn a_keyed_refusal_is_answered_without_the_store(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 1, 1).await;
+    let (_, winner) = app.new_user("winner@hurry.test").await;
+    let (_, late) = app.new_user("late@hurry.test").await;
+    let (status, first) = app.purchase(&winner, item, 1, Some("win-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    break_key_lookups(&app, true).await;
+    let (status, body) = app.purchase(&late, item, 1, Some("late-1")).await;
+    assert_error(status, &body, 409, "sold_out");
+    // The winner has a stored key: the retry must look it up, and the lookup fails.
+    let (status, body) = app.purchase(&winner, item, 1, Some("win-1")).await;
+    assert_error(status, &body, 503, "unavailable");
+
+    break_key_lookups(&app, false).await;
+    let (status, again) = app.purchase(&winner, item, 1, Some("win-1")).await;
+    assert_eq!((status, &again), (StatusCode::CREATED, &first));
+    assert_eq!(app.db.raw().await.sales_of(item).await.1, 1);
+}
+
+async fn without_the_index_every_keyed_request_needs_the_store(store: Store) {
+    let app = TestApp::spawn_with(store, &[NO_INDEX]).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 1, 1).await;
+    let (_, winner) = app.new_user("winner@hurry.test").await;
+    let (_, late) = app.new_user("late@hurry.test").await;
+    let (status, first) = app.purchase(&winner, item, 1, Some("win-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    break_key_lookups(&app, true).await;
+    let (status, body) = app.purchase(&late, item, 1, Some("late-1")).await;
+    assert_error(status, &body, 503, "unavailable");
+    let (status, body) = app.purchase(&late, item, 1, None).await;
+    assert_error(status, &body, 409, "sold_out");
+}
+
+async fn keys_stored_before_a_restart_replay_after_it(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 1, 1).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+    let (status, first) = app.purchase(&buyer, item, 1, Some("before")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    // A new process on the same database: its index starts from the store.
+    let restarted = app.another_node(&[]).await;
+    let (status, again) = restarted.purchase(&buyer, item, 1, Some("before")).await;
+    assert_eq!((status, &again), (StatusCode::CREATED, &first));
+    let (status, body) = restarted.purchase(&buyer, item, 2, Some("before")).await;
+    assert_error(status, &body, 422, "idempotency_mismatch");
+    assert_eq!(app.db.raw().await.sales_of(item).await.1, 1);
+}
+
+async fn a_key_used_for_a_general_order_is_not_reused_for_a_drop(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let general = app.general_item(&seller, "mug", 1_000, 5).await;
+    let drop_item = app.open_drop(&seller, 1, 1).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+    let (_, first) = app.new_user("first@hurry.test").await;
+    let (status, body) = app.purchase(&first, drop_item, 1, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let lines = serde_json::json!([{"item_id": general, "quantity": 1}]);
+    let (status, order) = app.order(&buyer, lines, Some("shared-key")).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+
+    // The drop has no units: without the lookup this would be a plain sold_out.
+    let (status, body) = app.purchase(&buyer, drop_item, 1, Some("shared-key")).await;
+    assert_error(status, &body, 422, "idempotency_mismatch");
+}
+
+both_stores!(
+    a_keyed_refusal_is_answered_without_the_store,
+    without_the_index_every_keyed_request_needs_the_store,
+    keys_stored_before_a_restart_replay_after_it,
+    a_key_used_for_a_general_order_is_not_reused_for_a_drop,
+);
