@@ -70,6 +70,19 @@ impl Coalescer {
             .is_none_or(|users| users.contains(&user_id))
     }
 
+    /// Whether a request under `key` would be decided afresh: no key, or a key that cannot be
+    /// stored (the user is not in the index) and is not in flight. Such a request may be
+    /// refused at once: no earlier answer exists that it would have to repeat.
+    pub fn is_fresh(&self, user_id: i64, key: Option<&IdempotencyKey>) -> bool {
+        let Some(key) = key else {
+            return true;
+        };
+        !self.may_have_stored_keys(user_id)
+            && !self
+                .running
+                .contains_key(&(user_id, key.as_str().to_owned()))
+    }
+
     /// Runs `work` at most once per `(user_id, key)` at a time; `work` gets the entry to store
     /// with the order. Without a key it simply runs.
     ///

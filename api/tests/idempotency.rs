@@ -97,9 +97,42 @@ async fn a_key_used_for_a_general_order_is_not_reused_for_a_drop(store: Store) {
     assert_error(status, &body, 422, "idempotency_mismatch");
 }
 
+async fn repeats_of_a_pending_purchase_of_the_last_unit_join_it(store: Store) {
+    // A long batching window keeps the first purchase in flight after it took the last unit.
+    let app = TestApp::spawn_with(store, &["[persistence]\nbatch_window_us = 300000\n"]).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 1, 1).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+    let first = tokio::spawn({
+        let api = common::Api::new(app.api.addr);
+        let buyer = buyer.clone();
+        async move { api.purchase(&buyer, item, 1, Some("last-one")).await }
+    });
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.stock_of(item).await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the unit is never taken"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    // The drop now looks sold out, but these repeat a request that is still running.
+    let repeats =
+        futures::future::join_all((0..20).map(|_| app.purchase(&buyer, item, 1, Some("last-one"))))
+            .await;
+    let (status, order) = first.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    for answer in &repeats {
+        assert_eq!((answer.0, &answer.1), (status, &order));
+    }
+    assert_eq!(app.db.raw().await.sales_of(item).await.1, 1);
+}
+
 both_stores!(
     a_keyed_refusal_is_answered_without_the_store,
     without_the_index_every_keyed_request_needs_the_store,
     keys_stored_before_a_restart_replay_after_it,
     a_key_used_for_a_general_order_is_not_reused_for_a_drop,
+    repeats_of_a_pending_purchase_of_the_last_unit_join_it,
 );

@@ -148,6 +148,14 @@ impl Engine {
         }
     }
 
+    /// The answer a purchase of drop `item_id` gets right now whoever asks (not open, closed,
+    /// sold out), decided from memory; `None` when the actor has to decide.
+    pub fn refusal(&self, item_id: i64) -> Option<PurchaseError> {
+        let refusal = self.registry.get(item_id)?.refusal(Utc::now())?;
+        metrics::counter!("hurry_purchases_total", "outcome" => refusal.code()).increment(1);
+        Some(refusal.into())
+    }
+
     /// Buys `quantity` units of drop `item_id` for `user_id`; the order is committed when this
     /// returns `Ok`.
     pub async fn purchase(

@@ -38,6 +38,15 @@ async fn purchase(
     state.rate_limits.purchase(user.id)?;
     let quantity = Quantity::new(body.quantity)
         .ok_or_else(|| ApiError::invalid_field("quantity", "must be between 1 and 10000"))?;
+    // A sold-out (or closed, not yet open) drop answers from memory, keyed or not, unless the
+    // key has an earlier answer to repeat or a request in flight to join.
+    if matches!(state.strategy, Strategy::Actor)
+        && state.idempotency.is_fresh(user.id, key.as_ref())
+    {
+        if let Some(refusal) = state.engine.refusal(item_id) {
+            return Err(refusal.into());
+        }
+    }
     let canonical = format!("POST /items/{item_id}/purchase {}", quantity.get());
     let shared = state.clone();
     let order = state
