@@ -36,6 +36,7 @@ fn small_drop(target: String, out: &std::path::Path) -> DropArgs {
         keys: KeyPolicy::All,
         retry_after_ms: 5,
         burst_share: 0.5,
+        settle_secs: 30.0,
         out: out.to_owned(),
         quiet: true,
     }

@@ -355,13 +355,21 @@ async fn the_audit_is_admin_only_and_off_unless_provisioning_is_on(store: Store)
 
 async fn the_audit_of_the_actor_counts_the_actors_units(store: Store) {
     // Arrange
-    let app = TestApp::spawn_with(store, &[PROVISIONING_ON]).await;
+    // No relay: every event stays unpublished, so the backlog is known.
+    let relay_off = "[events]\nrelay_enabled = false\n";
+    let app = TestApp::spawn_with(store, &[PROVISIONING_ON, relay_off]).await;
     let admin = app.admin_token().await;
     let (_, seller) = app.seller("seller@hurry.test").await;
     let item = app.open_drop(&seller, 10, 3).await;
     let (buyer_id, buyer) = app.new_user("buyer@hurry.test").await;
     let (status, bought) = app.purchase(&buyer, item, 3, Some("actor-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{bought}");
+    let events = app
+        .db
+        .raw()
+        .await
+        .scalar("SELECT COUNT(*) FROM outbox")
+        .await;
 
     // Act
     let (status, body) = audit(&app, &admin, item).await;
@@ -376,6 +384,7 @@ async fn the_audit_of_the_actor_counts_the_actors_units(store: Store) {
             "total_units": 10,
             "per_user_limit": 3,
             "available": 7,
+            "outbox_backlog": events,
             "orders": [{
                 "id": bought["id"],
                 "user_id": buyer_id,

@@ -18,6 +18,9 @@ pub struct ServerDrop {
     pub per_user_limit: i64,
     /// Units still sellable, when the server knows.
     pub available: Option<i64>,
+    /// Events the server has yet to publish (absent from older servers).
+    #[serde(default)]
+    pub outbox_backlog: Option<u64>,
     pub orders: Vec<ServerOrder>,
 }
 

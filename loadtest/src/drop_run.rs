@@ -63,7 +63,7 @@ pub struct DropArgs {
     #[arg(long, default_value_t = 0.02)]
     pub retry_share: f64,
     /// Which attempts carry an Idempotency-Key: `all` (a careful client) or `retried` (only
-    /// the ones sent twice; keyed purchases cost the server a replay lookup each).
+    /// the ones sent twice).
     #[arg(long, value_enum, default_value_t = KeyPolicy::All)]
     pub keys: KeyPolicy,
     /// Milliseconds after its original that a retry is sent.
@@ -72,6 +72,10 @@ pub struct DropArgs {
     /// With `--arrival burst`: share of attempts in the first second.
     #[arg(long, default_value_t = 0.5)]
     pub burst_share: f64,
+    /// Longest wait, in seconds, for the server to publish its pending events (the shoppers'
+    /// signups) before the load starts; 0 starts at once.
+    #[arg(long, default_value_t = 120.0)]
+    pub settle_secs: f64,
     /// Where report.json and report.html go.
     #[arg(long, default_value = "loadtest-report")]
     pub out: PathBuf,
@@ -138,6 +142,7 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
             provisioning.elapsed()
         );
     }
+    settle(api, &admin, item.id, args).await?;
     let plan = Plan {
         model: args.arrival,
         requests: args.requests(),
@@ -213,5 +218,30 @@ async fn audit_when_quiet(
             return Ok((report, Some(view.strategy)));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits (at most `--settle-secs`) until the server has published every pending event, so the
+/// signup events of the shoppers just provisioned are not relayed during the drop, as they
+/// would not be in a real one.
+async fn settle(api: &Api, admin: &str, item_id: i64, args: &DropArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.settle_secs.max(0.0));
+    loop {
+        let view = api.drop_view(admin, item_id).await?;
+        let backlog = view.outbox_backlog.unwrap_or(0);
+        if backlog == 0 {
+            if !args.quiet && started.elapsed() > Duration::from_millis(500) {
+                eprintln!("events published in {:.1?}", started.elapsed());
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            if !args.quiet {
+                eprintln!("starting with {backlog} events not yet published");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -127,6 +127,9 @@ struct DropAudit {
     per_user_limit: u32,
     /// Units still sellable according to the strategy; `null` when unknown.
     available: Option<i64>,
+    /// Events committed on the whole store and not yet published (the harness waits for 0
+    /// before the load, so the shoppers' signup events do not compete with the drop).
+    outbox_backlog: u64,
     orders: Vec<AuditedOrder>,
 }
 
@@ -152,6 +155,7 @@ async fn audit_drop(
         .and_then(|item| item.drop)
         .ok_or_else(|| ApiError::not_found(format!("no drop for item {item_id}")))?;
     let available = state.strategy.available(&state, item_id).await?;
+    let outbox_backlog = state.store.outbox_backlog().await?;
     let orders = state
         .store
         .drop_orders(item_id)
@@ -171,6 +175,7 @@ async fn audit_drop(
         total_units: spec.total_units,
         per_user_limit: spec.per_user_limit,
         available,
+        outbox_backlog,
         orders,
     }))
 }

@@ -48,6 +48,7 @@ fn clean() -> (Vec<Outcome>, ServerDrop) {
         total_units: 3,
         per_user_limit: 1,
         available: Some(0),
+        outbox_backlog: Some(0),
         orders: vec![
             order(1, 100, "k0"),
             order(2, 101, "k1"),
