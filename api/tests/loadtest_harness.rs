@@ -134,6 +134,7 @@ async fn compare_starts_a_server_per_strategy_and_audits_each() {
         database_url: db.url.clone(),
         redis_url: redis_url(),
         redis_prefix: redis.prefix.clone(),
+        rounds: 2,
     };
 
     // Act
@@ -154,8 +155,27 @@ async fn compare_starts_a_server_per_strategy_and_audits_each() {
             report.audit.violations
         );
         assert_eq!(report.audit.sold, 40, "{strategy}");
-        assert!(out.path().join(strategy).join("report.html").is_file());
     }
+    let ran: Vec<&str> = reports.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        ran,
+        [
+            "actor",
+            "redis_lua",
+            "pg_row",
+            "redis_lua",
+            "pg_row",
+            "actor"
+        ],
+        "the second round starts one place further down"
+    );
+    for (round, strategy) in [(1, "actor"), (2, "actor"), (1, "pg_row"), (2, "redis_lua")] {
+        let html = out
+            .path()
+            .join(format!("round-{round}/{strategy}/report.html"));
+        assert!(html.is_file(), "{}", html.display());
+    }
+    assert!(rows.iter().all(|row| row.rounds == 2), "{rows:?}");
     let table = compare::table(&rows);
     assert!(
         table.contains("redis_lua") && table.contains("pg_row"),

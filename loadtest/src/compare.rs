@@ -44,16 +44,26 @@ pub struct CompareArgs {
     /// Prefix of the started servers' Redis keys (each run adds `RUN:STRATEGY:`).
     #[arg(long, default_value = "loadtest:")]
     pub redis_prefix: String,
+    /// Rounds: every strategy runs once per round (round `k` starts `k` places further down
+    /// the list, so none always runs first); the table shows medians across rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
 }
 
-/// One strategy's row of the table.
+/// One strategy's row of the table: medians across its rounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub strategy: String,
+    pub rounds: usize,
     pub throughput_rps: f64,
+    /// Lowest and highest throughput of the rounds.
+    pub throughput_min: f64,
+    pub throughput_max: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Units sold in each round (the fewest, when rounds differ).
     pub units_sold: i64,
+    /// Violations of all rounds together.
     pub violations: usize,
     /// Baseline throughput over this strategy's.
     pub baseline_ratio: f64,
@@ -75,50 +85,72 @@ pub async fn run(args: &CompareArgs) -> anyhow::Result<Vec<(String, Report)>> {
     }
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut reports = Vec::new();
-    for strategy in &args.strategies {
-        let mut drop = args.drop.clone();
-        drop.out = args.drop.out.join(strategy);
-        let started = match given.iter().find(|(name, _)| name == strategy) {
-            Some((_, url)) => {
-                drop.target = vec![url.clone()];
-                None
-            }
-            None => {
-                let spec = ServerSpec {
-                    bin: args.server_bin.clone().unwrap_or_else(server::default_bin),
-                    strategy: strategy.clone(),
-                    database_url: args.database_url.clone(),
-                    redis_url: args.redis_url.clone(),
-                    redis_prefix: format!("{}{run}:{strategy}:", args.redis_prefix),
-                    admin_email: drop.admin_email.clone(),
-                    admin_password: drop.admin_password.clone(),
-                    log: server::log_path(&drop.out, "server"),
-                };
-                let server = Server::start(&spec).await?;
-                drop.target = vec![server.base.clone()];
-                Some(server)
-            }
-        };
-        if !drop.quiet {
-            eprintln!("== {strategy} at {}", drop.target[0]);
+    let count = args.strategies.len();
+    for round in 0..args.rounds as usize {
+        for place in 0..count {
+            let strategy = &args.strategies[(place + round) % count];
+            let out = if args.rounds > 1 {
+                args.drop.out.join(format!("round-{}", round + 1))
+            } else {
+                args.drop.out.clone()
+            };
+            let report = run_one(args, &given, &run, round, strategy, out).await?;
+            reports.push((strategy.clone(), report));
         }
-        let report = drop_run::run(&drop).await;
-        if let Some(server) = started {
-            server.stop().await;
-        }
-        let report = report?;
-        if report.config.strategy.as_deref() != Some(strategy) {
-            bail!(
-                "the server at {} runs strategy {:?}, not {strategy}",
-                drop.target[0],
-                report.config.strategy
-            );
-        }
-        report.write(&drop.out)?;
-        print!("{}", report.text());
-        reports.push((strategy.clone(), report));
     }
     Ok(reports)
+}
+
+/// One strategy's drop (starting its server unless given), audited; its report is written.
+async fn run_one(
+    args: &CompareArgs,
+    given: &[(String, String)],
+    run: &str,
+    round: usize,
+    strategy: &str,
+    out: PathBuf,
+) -> anyhow::Result<Report> {
+    let mut drop = args.drop.clone();
+    drop.out = out.join(strategy);
+    let started = match given.iter().find(|(name, _)| name == strategy) {
+        Some((_, url)) => {
+            drop.target = vec![url.clone()];
+            None
+        }
+        None => {
+            let spec = ServerSpec {
+                bin: args.server_bin.clone().unwrap_or_else(server::default_bin),
+                strategy: strategy.to_owned(),
+                database_url: args.database_url.clone(),
+                redis_url: args.redis_url.clone(),
+                redis_prefix: format!("{}{run}:{round}:{strategy}:", args.redis_prefix),
+                admin_email: drop.admin_email.clone(),
+                admin_password: drop.admin_password.clone(),
+                log: server::log_path(&drop.out, "server"),
+            };
+            let server = Server::start(&spec).await?;
+            drop.target = vec![server.base.clone()];
+            Some(server)
+        }
+    };
+    if !drop.quiet {
+        eprintln!("== {strategy} at {}", drop.target[0]);
+    }
+    let report = drop_run::run(&drop).await;
+    if let Some(server) = started {
+        server.stop().await;
+    }
+    let report = report?;
+    if report.config.strategy.as_deref() != Some(strategy) {
+        bail!(
+            "the server at {} runs strategy {:?}, not {strategy}",
+            drop.target[0],
+            report.config.strategy
+        );
+    }
+    report.write(&drop.out)?;
+    print!("{}", report.text());
+    Ok(report)
 }
 
 fn given_servers(servers: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -131,37 +163,79 @@ fn given_servers(servers: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// The table's rows; ratios against the first report.
+/// The table's rows, one per strategy in the order they first ran, each the median of its
+/// rounds; ratios against the first strategy's median throughput.
 pub fn rows(reports: &[(String, Report)]) -> Vec<Row> {
-    let baseline = reports
-        .first()
-        .map(|(_, r)| r.summary.throughput_rps)
-        .unwrap_or(0.0);
-    reports
-        .iter()
-        .map(|(strategy, report)| Row {
-            strategy: strategy.clone(),
-            throughput_rps: report.summary.throughput_rps,
-            p50_ms: report.summary.latency.p50,
-            p99_ms: report.summary.latency.p99,
-            units_sold: report.audit.sold,
-            violations: report.audit.violations.len(),
-            baseline_ratio: if report.summary.throughput_rps > 0.0 {
-                baseline / report.summary.throughput_rps
-            } else {
-                f64::INFINITY
-            },
+    let mut order: Vec<&str> = Vec::new();
+    for (strategy, _) in reports {
+        if !order.contains(&strategy.as_str()) {
+            order.push(strategy);
+        }
+    }
+    let mut rows: Vec<Row> = order
+        .into_iter()
+        .map(|strategy| {
+            let runs: Vec<&Report> = reports
+                .iter()
+                .filter(|(name, _)| name == strategy)
+                .map(|(_, report)| report)
+                .collect();
+            let throughputs: Vec<f64> = runs.iter().map(|r| r.summary.throughput_rps).collect();
+            Row {
+                strategy: strategy.to_owned(),
+                rounds: runs.len(),
+                throughput_rps: median(&throughputs),
+                throughput_min: throughputs.iter().copied().fold(f64::INFINITY, f64::min),
+                throughput_max: throughputs.iter().copied().fold(0.0, f64::max),
+                p50_ms: median(
+                    &runs
+                        .iter()
+                        .map(|r| r.summary.latency.p50)
+                        .collect::<Vec<_>>(),
+                ),
+                p99_ms: median(
+                    &runs
+                        .iter()
+                        .map(|r| r.summary.latency.p99)
+                        .collect::<Vec<_>>(),
+                ),
+                units_sold: runs.iter().map(|r| r.audit.sold).min().unwrap_or(0),
+                violations: runs.iter().map(|r| r.audit.violations.len()).sum(),
+                baseline_ratio: 0.0,
+            }
         })
-        .collect()
+        .collect();
+    let baseline = rows.first().map(|row| row.throughput_rps).unwrap_or(0.0);
+    for row in &mut rows {
+        row.baseline_ratio = if row.throughput_rps > 0.0 {
+            baseline / row.throughput_rps
+        } else {
+            f64::INFINITY
+        };
+    }
+    rows
+}
+
+/// The median (the mean of the middle two for an even count); 0 for none.
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// The ratio table as text.
 pub fn table(rows: &[Row]) -> String {
     let baseline = rows.first().map(|r| r.strategy.as_str()).unwrap_or("-");
     let mut out = format!(
-        "{:<10} {:>12} {:>9} {:>9} {:>7} {:>10} {:>14}\n",
+        "{:<10} {:>6} {:>12} {:>15} {:>9} {:>9} {:>7} {:>10} {:>14}\n",
         "strategy",
+        "rounds",
         "attempts/s",
+        "min..max",
         "p50 ms",
         "p99 ms",
         "sold",
@@ -171,9 +245,11 @@ pub fn table(rows: &[Row]) -> String {
     for row in rows {
         let _ = writeln!(
             out,
-            "{:<10} {:>12.0} {:>9.2} {:>9.2} {:>7} {:>10} {:>13.2}x",
+            "{:<10} {:>6} {:>12.0} {:>15} {:>9.2} {:>9.2} {:>7} {:>10} {:>13.2}x",
             row.strategy,
+            row.rounds,
             row.throughput_rps,
+            format!("{:.0}..{:.0}", row.throughput_min, row.throughput_max),
             row.p50_ms,
             row.p99_ms,
             row.units_sold,
@@ -182,4 +258,60 @@ pub fn table(rows: &[Row]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Violation;
+
+    fn run_of(throughput: f64, p99: f64, violations: usize) -> Report {
+        let mut report = crate::report::tests::report(Vec::new());
+        report.summary.throughput_rps = throughput;
+        report.summary.latency.p99 = p99;
+        report.audit.violations = (0..violations)
+            .map(|_| Violation {
+                invariant: "I1",
+                detail: "fabricated".to_owned(),
+            })
+            .collect();
+        report
+    }
+
+    #[test]
+    fn rounds_become_one_row_per_strategy_of_medians_in_first_run_order() {
+        let reports = vec![
+            ("actor".to_owned(), run_of(30_000.0, 900.0, 0)),
+            ("pg_row".to_owned(), run_of(5_000.0, 9_000.0, 0)),
+            ("pg_row".to_owned(), run_of(7_000.0, 7_000.0, 1)),
+            ("actor".to_owned(), run_of(50_000.0, 500.0, 0)),
+            ("actor".to_owned(), run_of(40_000.0, 700.0, 0)),
+            ("pg_row".to_owned(), run_of(6_000.0, 8_000.0, 0)),
+        ];
+
+        let rows = rows(&reports);
+
+        let names: Vec<&str> = rows.iter().map(|row| row.strategy.as_str()).collect();
+        assert_eq!(names, ["actor", "pg_row"]);
+        let (actor, pg_row) = (&rows[0], &rows[1]);
+        assert_eq!(actor.rounds, 3);
+        assert_eq!(actor.throughput_rps, 40_000.0);
+        assert_eq!(
+            (actor.throughput_min, actor.throughput_max),
+            (30_000.0, 50_000.0)
+        );
+        assert_eq!(actor.p99_ms, 700.0);
+        assert_eq!(pg_row.throughput_rps, 6_000.0);
+        assert_eq!(pg_row.p99_ms, 8_000.0);
+        assert_eq!(pg_row.violations, 1);
+        assert_eq!(actor.baseline_ratio, 1.0);
+        assert!((pg_row.baseline_ratio - 40.0 / 6.0).abs() < 1e-9);
+        assert!(table(&rows).contains("30000..50000"));
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&[]), 0.0);
+    }
 }

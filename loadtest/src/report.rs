@@ -157,14 +157,14 @@ fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::audit::Violation;
     use crate::stats::Outcome;
 
-    fn report(violations: Vec<Violation>) -> Report {
+    pub(crate) fn report(violations: Vec<Violation>) -> Report {
         let outcomes: Vec<Outcome> = (0..300u64)
             .map(|i| Outcome {
                 request: i as usize,
