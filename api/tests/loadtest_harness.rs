@@ -176,6 +176,15 @@ async fn compare_starts_a_server_per_strategy_and_audits_each() {
         assert!(html.is_file(), "{}", html.display());
     }
     assert!(rows.iter().all(|row| row.rounds == 2), "{rows:?}");
+    let name = db.url.rsplit('/').next().unwrap();
+    let left = db
+        .raw()
+        .await
+        .scalar(&format!(
+            "SELECT COUNT(*) FROM pg_database WHERE datname LIKE '{name}\\_%'"
+        ))
+        .await;
+    assert_eq!(left, 0, "every run's own database is dropped after it");
     let table = compare::table(&rows);
     assert!(
         table.contains("redis_lua") && table.contains("pg_row"),

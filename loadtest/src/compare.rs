@@ -27,7 +27,9 @@ pub struct CompareArgs {
     /// The `hurry` binary to start (default: beside this one).
     #[arg(long)]
     pub server_bin: Option<PathBuf>,
-    /// Database of the started servers (created when missing); each run makes its own drop.
+    /// Database of the started servers: each run gets a fresh one named after it with
+    /// `_ROUND_STRATEGY` added (created before, dropped after), so every strategy starts from
+    /// the same empty store.
     #[arg(
         long,
         env = "LOADTEST_DATABASE_URL",
@@ -80,9 +82,6 @@ pub async fn run(args: &CompareArgs) -> anyhow::Result<Vec<(String, Report)>> {
         }
     }
     let given = given_servers(&args.servers)?;
-    if given.is_empty() {
-        server::ensure_database(&args.database_url).await?;
-    }
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut reports = Vec::new();
     let count = args.strategies.len();
@@ -118,10 +117,14 @@ async fn run_one(
             None
         }
         None => {
+            let database_url =
+                server::database_for(&args.database_url, &format!("{}_{strategy}", round + 1));
+            server::drop_database(&database_url).await?;
+            server::ensure_database(&database_url).await?;
             let spec = ServerSpec {
                 bin: args.server_bin.clone().unwrap_or_else(server::default_bin),
                 strategy: strategy.to_owned(),
-                database_url: args.database_url.clone(),
+                database_url: database_url.clone(),
                 redis_url: args.redis_url.clone(),
                 redis_prefix: format!("{}{run}:{round}:{strategy}:", args.redis_prefix),
                 admin_email: drop.admin_email.clone(),
@@ -130,15 +133,16 @@ async fn run_one(
             };
             let server = Server::start(&spec).await?;
             drop.target = vec![server.base.clone()];
-            Some(server)
+            Some((server, database_url))
         }
     };
     if !drop.quiet {
         eprintln!("== {strategy} at {}", drop.target[0]);
     }
     let report = drop_run::run(&drop).await;
-    if let Some(server) = started {
+    if let Some((server, database_url)) = started {
         server.stop().await;
+        server::drop_database(&database_url).await?;
     }
     let report = report?;
     if report.config.strategy.as_deref() != Some(strategy) {

@@ -93,12 +93,19 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Creates the PostgreSQL database of `url` when it does not exist yet (SQLite files are
-/// created by the server itself).
-pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    if !url.starts_with("postgres") {
-        return Ok(());
+/// `url` with `_suffix` added to its database name (a database of its own per run).
+pub fn database_for(url: &str, suffix: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((server, rest)) => match rest.split_once('?') {
+            Some((name, query)) => format!("{server}/{name}_{suffix}?{query}"),
+            None => format!("{server}/{rest}_{suffix}"),
+        },
+        None => url.to_owned(),
     }
+}
+
+/// The server part and the database name of a PostgreSQL URL.
+fn split_database(url: &str) -> anyhow::Result<(&str, &str)> {
     let (server, name) = url
         .rsplit_once('/')
         .context("a PostgreSQL URL ends with /DATABASE")?;
@@ -106,6 +113,15 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         bail!("database name {name:?}: use letters, digits and _");
     }
+    Ok((server, name))
+}
+
+/// Creates the PostgreSQL database of `url` unless it exists (other URLs: nothing to do).
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    if !url.starts_with("postgres") {
+        return Ok(());
+    }
+    let (server, name) = split_database(url)?;
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await
         .with_context(|| format!("cannot reach PostgreSQL at {server}"))?;
@@ -121,7 +137,39 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drops the PostgreSQL database of `url` (other URLs: nothing to do).
+pub async fn drop_database(url: &str) -> anyhow::Result<()> {
+    if !url.starts_with("postgres") {
+        return Ok(());
+    }
+    let (server, name) = split_database(url)?;
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {server}"))?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
+
 /// `dir/name.log`.
 pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_for;
+
+    #[test]
+    fn each_run_gets_a_database_named_after_it() {
+        assert_eq!(
+            database_for("postgres://u@h:5432/shop", "1_actor"),
+            "postgres://u@h:5432/shop_1_actor"
+        );
+        assert_eq!(
+            database_for("postgres://u@h/shop?sslmode=disable", "2_pg_row"),
+            "postgres://u@h/shop_2_pg_row?sslmode=disable"
+        );
+    }
 }
