@@ -32,6 +32,12 @@ enum Command {
     },
 }
 
+/// mimalloc instead of glibc's allocator: under a drop glibc's malloc and free took ~11 % of
+/// the machine in this process; with mimalloc a 100,000-shopper drop was answered 2-15 %
+/// faster (BENCHMARKS §10). The harness keeps glibc's: it was slower there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
