@@ -7,6 +7,7 @@ mod common;
 
 use common::{assert_error, Store, TestApp};
 use reqwest::StatusCode;
+use serde_json::Value;
 
 const NO_INDEX: &str = "[idempotency]\nmemory_index = false\n";
 
@@ -24,14 +25,20 @@ async fn break_key_lookups(app: &TestApp, broken: bool) {
         .await;
 }
 
-async fn a_keyed_refusal_is_answered_without_the_store(store: Store) {
-    let app = TestApp::spawn(store).await;
+/// A 1-unit drop bought by `winner` under key `win-1`: (item, winner, late, winner's order).
+async fn sold_out_to_a_keyed_winner(app: &TestApp) -> (i64, String, String, Value) {
     let (_, seller) = app.seller("seller@hurry.test").await;
     let item = app.open_drop(&seller, 1, 1).await;
     let (_, winner) = app.new_user("winner@hurry.test").await;
     let (_, late) = app.new_user("late@hurry.test").await;
     let (status, first) = app.purchase(&winner, item, 1, Some("win-1")).await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
+    (item, winner, late, first)
+}
+
+async fn a_keyed_refusal_is_answered_without_the_store(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (item, winner, late, first) = sold_out_to_a_keyed_winner(&app).await;
 
     break_key_lookups(&app, true).await;
     let (status, body) = app.purchase(&late, item, 1, Some("late-1")).await;
@@ -48,12 +55,7 @@ async fn a_keyed_refusal_is_answered_without_the_store(store: Store) {
 
 async fn without_the_index_every_keyed_request_needs_the_store(store: Store) {
     let app = TestApp::spawn_with(store, &[NO_INDEX]).await;
-    let (_, seller) = app.seller("seller@hurry.test").await;
-    let item = app.open_drop(&seller, 1, 1).await;
-    let (_, winner) = app.new_user("winner@hurry.test").await;
-    let (_, late) = app.new_user("late@hurry.test").await;
-    let (status, first) = app.purchase(&winner, item, 1, Some("win-1")).await;
-    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let (item, _, late, _) = sold_out_to_a_keyed_winner(&app).await;
 
     break_key_lookups(&app, true).await;
     let (status, body) = app.purchase(&late, item, 1, Some("late-1")).await;

@@ -116,15 +116,21 @@ fn split_database(url: &str) -> anyhow::Result<(&str, &str)> {
     Ok((server, name))
 }
 
+/// A connection to the `postgres` database of `url`'s server, and `url`'s database name.
+async fn maintenance_connection(url: &str) -> anyhow::Result<(sqlx::PgConnection, &str)> {
+    let (server, name) = split_database(url)?;
+    let admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {server}"))?;
+    Ok((admin, name))
+}
+
 /// Creates the PostgreSQL database of `url` unless it exists (other URLs: nothing to do).
 pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     if !url.starts_with("postgres") {
         return Ok(());
     }
-    let (server, name) = split_database(url)?;
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .with_context(|| format!("cannot reach PostgreSQL at {server}"))?;
+    let (mut admin, name) = maintenance_connection(url).await?;
     let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
         .bind(name)
         .fetch_optional(&mut admin)
@@ -142,10 +148,7 @@ pub async fn drop_database(url: &str) -> anyhow::Result<()> {
     if !url.starts_with("postgres") {
         return Ok(());
     }
-    let (server, name) = split_database(url)?;
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .with_context(|| format!("cannot reach PostgreSQL at {server}"))?;
+    let (mut admin, name) = maintenance_connection(url).await?;
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&mut admin)
         .await?;
