@@ -84,12 +84,16 @@ fn seconds(x: &f64) -> String {
     }
 }
 
-/// Answers completed per second.
+/// Answers per second, slice by slice of answer time.
 pub fn throughput(summary: &Summary) -> anyhow::Result<String> {
+    let per_second = 1.0 / summary.slice_s.max(1e-9);
     let points = summary
-        .timeline
+        .answers
         .iter()
-        .map(|s| (s.second as f64, s.completed as f64))
+        .map(|slice| {
+            let answered: u64 = slice.outcomes.values().sum();
+            (slice.start_s, answered as f64 * per_second)
+        })
         .collect();
     let series = [Series {
         name: "answers/s".to_owned(),
@@ -149,19 +153,20 @@ pub fn cdf(summary: &Summary) -> anyhow::Result<String> {
     line_chart("percentile", "latency ms", &series, &nines)
 }
 
-/// Answers per second by outcome (`201`, `409 sold_out`, ...).
+/// Answers per second by outcome (`201`, `409 sold_out`, ...), slice by slice.
 pub fn outcomes(summary: &Summary) -> anyhow::Result<String> {
+    let per_second = 1.0 / summary.slice_s.max(1e-9);
     let series: Vec<Series> = summary
         .outcomes
         .keys()
         .map(|label| Series {
             name: label.clone(),
             points: summary
-                .timeline
+                .answers
                 .iter()
-                .map(|s| {
-                    let count = s.outcomes.get(label).copied().unwrap_or(0);
-                    (s.second as f64, count as f64)
+                .map(|slice| {
+                    let count = slice.outcomes.get(label).copied().unwrap_or(0);
+                    (slice.start_s, count as f64 * per_second)
                 })
                 .collect(),
         })

@@ -85,6 +85,20 @@ pub struct Second {
     pub latency: Option<Percentiles>,
 }
 
+/// The answers of one slice of the run, by the time they came back.
+#[derive(Debug, Clone, Serialize)]
+pub struct Slice {
+    /// Start of the slice, seconds after the first planned send.
+    pub start_s: f64,
+    /// Answers by outcome label.
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+/// Runs up to this long are sliced in tenths of a second, longer ones in seconds: a drop that
+/// opens with a burst is over in a few seconds, and its phases (the buyers' commits, then the
+/// refusals) only show at that grain.
+const FINE_SLICES_UP_TO: Duration = Duration::from_secs(30);
+
 /// One point of the latency distribution.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct CdfPoint {
@@ -104,6 +118,10 @@ pub struct Summary {
     pub outcomes: BTreeMap<String, u64>,
     pub units_sold: i64,
     pub timeline: Vec<Second>,
+    /// Width of the slices of `answers`, in seconds.
+    pub slice_s: f64,
+    /// Answers by answer time, slice by slice (what the throughput and outcome charts draw).
+    pub answers: Vec<Slice>,
     pub cdf: Vec<CdfPoint>,
 }
 
@@ -134,6 +152,7 @@ impl Summary {
             }
         }
         let elapsed_s = end.as_secs_f64();
+        let (slice_s, answers) = slices(outcomes, end);
         let timeline = seconds
             .into_iter()
             .enumerate()
@@ -156,9 +175,33 @@ impl Summary {
             outcomes: by_label,
             units_sold,
             timeline,
+            slice_s,
+            answers,
             cdf: cdf(&overall),
         }
     }
+}
+
+/// The answers of a run that ended at `end`, sliced by answer time; the slice width.
+fn slices(outcomes: &[Outcome], end: Duration) -> (f64, Vec<Slice>) {
+    let width = if end <= FINE_SLICES_UP_TO {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(1)
+    };
+    let count = (end.as_nanos() / width.as_nanos()) as usize + 1;
+    let mut answers: Vec<Slice> = (0..count)
+        .map(|index| Slice {
+            start_s: (width * index as u32).as_secs_f64(),
+            outcomes: BTreeMap::new(),
+        })
+        .collect();
+    for outcome in outcomes {
+        let done = outcome.scheduled + outcome.latency;
+        let index = ((done.as_nanos() / width.as_nanos()) as usize).min(count - 1);
+        *answers[index].outcomes.entry(outcome.label()).or_default() += 1;
+    }
+    (width.as_secs_f64(), answers)
 }
 
 /// The latency distribution at percentiles spaced evenly on a "nines" scale (50, 90, 99, ...).
@@ -215,5 +258,48 @@ mod tests {
         // Answered in second 3.
         assert_eq!(summary.timeline[3].outcomes["409 sold_out"], 1);
         assert!(summary.timeline[3].latency.is_none());
+    }
+
+    #[test]
+    fn answers_are_sliced_by_answer_time_in_tenths_for_a_short_run() {
+        // Two buyers answered at 0.15 and 0.18 s, then a refusal at 0.42 s.
+        let outcomes = vec![
+            outcome(100, 50, 201),
+            outcome(0, 180, 201),
+            outcome(20, 400, 409),
+        ];
+
+        let summary = Summary::of(&outcomes);
+
+        assert_eq!(summary.slice_s, 0.1);
+        let counts: Vec<(f64, u64, u64)> = summary
+            .answers
+            .iter()
+            .map(|slice| {
+                let of = |label: &str| slice.outcomes.get(label).copied().unwrap_or(0);
+                (slice.start_s, of("201"), of("409 sold_out"))
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                (0.0, 0, 0),
+                (0.1, 2, 0),
+                (0.2, 0, 0),
+                (0.3, 0, 0),
+                (0.4, 0, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_run_is_sliced_in_seconds() {
+        let outcomes = vec![outcome(0, 5, 201), outcome(40_000, 700, 201)];
+
+        let summary = Summary::of(&outcomes);
+
+        assert_eq!(summary.slice_s, 1.0);
+        assert_eq!(summary.answers.len(), 41);
+        assert_eq!(summary.answers[40].outcomes["201"], 1);
     }
 }
