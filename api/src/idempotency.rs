@@ -63,21 +63,11 @@ impl Coalescer {
         }
     }
 
-    /// Whether `user_id` may have a stored key (always true without the index).
-    pub fn may_have_stored_keys(&self, user_id: i64) -> bool {
-        self.keyed_users
-            .as_ref()
-            .is_none_or(|users| users.contains(&user_id))
-    }
-
-    /// Whether a request under `key` would be decided afresh: no key, or a key that cannot be
-    /// stored (the user is not in the index) and is not in flight. Such a request may be
-    /// refused at once: no earlier answer exists that it would have to repeat.
-    pub fn is_fresh(&self, user_id: i64, key: Option<&IdempotencyKey>) -> bool {
-        let Some(key) = key else {
-            return true;
-        };
-        !self.may_have_stored_keys(user_id)
+    /// Whether a request under `key` would be decided afresh: the key cannot be stored (the
+    /// user is not in the index) and is not in flight. Such a request may be refused at once:
+    /// no earlier answer exists that it would have to repeat.
+    pub fn is_fresh(&self, user_id: i64, key: &IdempotencyKey) -> bool {
+        !may_have_stored_keys(self.keyed_users.as_deref(), user_id)
             && !self
                 .running
                 .contains_key(&(user_id, key.as_str().to_owned()))
@@ -123,9 +113,7 @@ impl Coalescer {
                 let running = self.running.clone();
                 let keyed_users = self.keyed_users.clone();
                 tokio::spawn(async move {
-                    let look_up = keyed_users
-                        .as_ref()
-                        .is_none_or(|users| users.contains(&user_id));
+                    let look_up = may_have_stored_keys(keyed_users.as_deref(), user_id);
                     let outcome = lead(&store, user_id, &key, &request_hash, look_up, work).await;
                     if let Some(users) = &keyed_users {
                         if may_have_stored(&outcome) {
@@ -145,6 +133,11 @@ impl Coalescer {
         };
         outcome.unwrap_or_else(|| Err(ApiError::new("unavailable", "the request failed; retry")))
     }
+}
+
+/// Whether `user_id` may have a stored key: always, without the index.
+fn may_have_stored_keys(keyed_users: Option<&DashSet<i64>>, user_id: i64) -> bool {
+    keyed_users.is_none_or(|users| users.contains(&user_id))
 }
 
 /// Whether a request that ended in `outcome` may have stored its key: anything but a client

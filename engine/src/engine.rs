@@ -151,9 +151,7 @@ impl Engine {
     /// The answer a purchase of drop `item_id` gets right now whoever asks (not open, closed,
     /// sold out), decided from memory; `None` when the actor has to decide.
     pub fn refusal(&self, item_id: i64) -> Option<PurchaseError> {
-        let refusal = self.registry.get(item_id)?.refusal(Utc::now())?;
-        metrics::counter!("hurry_purchases_total", "outcome" => refusal.code()).increment(1);
-        Some(refusal.into())
+        counted_refusal(self.registry.get(item_id)?.as_ref())
     }
 
     /// Buys `quantity` units of drop `item_id` for `user_id`; the order is committed when this
@@ -166,9 +164,8 @@ impl Engine {
         idempotency: Option<IdempotencyEntry>,
     ) -> Result<OrderRecord, PurchaseError> {
         let slot = self.registry.get(item_id).ok_or(PurchaseError::NotServed)?;
-        if let Some(refusal) = slot.refusal(Utc::now()) {
-            metrics::counter!("hurry_purchases_total", "outcome" => refusal.code()).increment(1);
-            return Err(refusal.into());
+        if let Some(refusal) = counted_refusal(&slot) {
+            return Err(refusal);
         }
         let _queued = QueueTicket::enter(&slot, self.config.max_queue_per_drop)?;
         let actor = slot.actor().ok_or(DropError::Unavailable)?;
@@ -352,6 +349,14 @@ impl Engine {
         self.supervisor.stop(None);
         self.writer.stop(None);
     }
+}
+
+/// The slot's answer at this instant without looking at the buyer (not open, closed, sold
+/// out), counted in `hurry_purchases_total` as the actor counts its own refusals.
+fn counted_refusal(slot: &DropSlot) -> Option<PurchaseError> {
+    let refusal = slot.refusal(Utc::now())?;
+    metrics::counter!("hurry_purchases_total", "outcome" => refusal.code()).increment(1);
+    Some(refusal.into())
 }
 
 /// Counts a purchase as waiting for its drop's actor while it lives.

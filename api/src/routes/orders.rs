@@ -38,11 +38,13 @@ async fn purchase(
     state.rate_limits.purchase(user.id)?;
     let quantity = Quantity::new(body.quantity)
         .ok_or_else(|| ApiError::invalid_field("quantity", "must be between 1 and 10000"))?;
-    // A sold-out (or closed, not yet open) drop answers from memory, keyed or not, unless the
-    // key has an earlier answer to repeat or a request in flight to join.
-    if matches!(state.strategy, Strategy::Actor)
-        && state.idempotency.is_fresh(user.id, key.as_ref())
-    {
+    // A keyed purchase of a sold-out (or closed, not yet open) drop answers from memory too,
+    // before the coalescer, unless the key has an earlier answer to repeat or a request in
+    // flight to join. (Without a key the engine's own first check answers it.)
+    let fresh_key = key
+        .as_ref()
+        .is_some_and(|key| state.idempotency.is_fresh(user.id, key));
+    if fresh_key && matches!(state.strategy, Strategy::Actor) {
         if let Some(refusal) = state.engine.refusal(item_id) {
             return Err(refusal.into());
         }
