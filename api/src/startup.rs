@@ -35,14 +35,15 @@ impl Application {
     /// Connects the store (running migrations), starts the engine, creates the bootstrap admin
     /// and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = hurry_persistence::connect(&ConnectOptions {
-            url: settings.database.url.clone(),
-            max_connections: match settings.database.max_connections {
-                0 if settings.is_postgres() => 16,
-                0 => 4,
-                configured => configured,
-            },
-        })
+        let max_connections = match settings.database.max_connections {
+            0 if settings.is_postgres() => 16,
+            0 => 4,
+            configured => configured,
+        };
+        let store = hurry_persistence::connect(&ConnectOptions::new(
+            settings.database.url.clone(),
+            max_connections,
+        ))
         .await
         .with_context(|| "cannot open the database")?;
         let state = build_state(settings, store).await?;

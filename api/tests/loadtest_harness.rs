@@ -63,6 +63,9 @@ async fn a_small_drop_passes_the_audit_and_writes_its_report(store: Store) {
     let (units, orders, buyers, most) = raw.sales_of(report.config.item_id).await;
     assert_eq!((units, orders, buyers, most), (50, 50, 50, 1));
     assert_eq!(report.summary.units_sold, 50);
+    let s = &report.summary;
+    assert!(s.last_sale_s > 0.0 && s.last_sale_s <= s.elapsed_s, "{s:?}");
+    assert!((s.sales_per_s - 50.0 / s.last_sale_s).abs() < 1e-6);
     let keyed = raw.scalar("SELECT COUNT(*) FROM idempotency_keys").await;
     assert_eq!(keyed, 50, "--keys all: every order was bought under a key");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();

@@ -112,10 +112,10 @@ struct Fixture {
 
 async fn start_engine() -> anyhow::Result<Fixture> {
     let folder = tempfile::tempdir()?;
-    let options = ConnectOptions {
-        url: format!("sqlite://{}", folder.path().join("bench.db").display()),
-        max_connections: 4,
-    };
+    let options = ConnectOptions::new(
+        format!("sqlite://{}", folder.path().join("bench.db").display()),
+        4,
+    );
     let store = hurry_persistence::connect(&options).await?;
     let seller = store
         .create_user(&NewUser {

@@ -184,12 +184,9 @@ async fn run(
     redis_url: &str,
 ) -> anyhow::Result<(f64, Vec<Duration>)> {
     let database = Database::create(setup, pg_admin).await?;
-    let store = connect(&ConnectOptions {
-        url: database.url.clone(),
-        max_connections: 8,
-    })
-    .await
-    .context("connect")?;
+    let store = connect(&ConnectOptions::new(database.url.clone(), 8))
+        .await
+        .context("connect")?;
     let prefix = format!("bench-{}:", uuid::Uuid::new_v4().simple());
     let bus: Arc<dyn EventBus> = match setup {
         Setup::PostgresRedis | Setup::PostgresRedisPolling => {

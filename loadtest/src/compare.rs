@@ -61,6 +61,8 @@ pub struct Row {
     /// Lowest and highest throughput of the rounds.
     pub throughput_min: f64,
     pub throughput_max: f64,
+    /// Units sold per second until each round's last sale (median).
+    pub sales_per_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     /// Units sold in each round (the fewest, when rounds differ).
@@ -69,6 +71,8 @@ pub struct Row {
     pub violations: usize,
     /// Baseline throughput over this strategy's.
     pub baseline_ratio: f64,
+    /// Baseline sales per second over this strategy's.
+    pub sales_ratio: f64,
 }
 
 /// Runs the comparison; the reports of every strategy, in order.
@@ -168,7 +172,7 @@ fn given_servers(servers: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// The table's rows, one per strategy in the order they first ran, each the median of its
-/// rounds; ratios against the first strategy's median throughput.
+/// rounds; ratios against the first strategy's median throughput and sales per second.
 pub fn rows(reports: &[(String, Report)]) -> Vec<Row> {
     let mut order: Vec<&str> = Vec::new();
     for (strategy, _) in reports {
@@ -191,33 +195,39 @@ pub fn rows(reports: &[(String, Report)]) -> Vec<Row> {
                 throughput_rps: median(&throughputs),
                 throughput_min: throughputs.iter().copied().fold(f64::INFINITY, f64::min),
                 throughput_max: throughputs.iter().copied().fold(0.0, f64::max),
-                p50_ms: median(
-                    &runs
-                        .iter()
-                        .map(|r| r.summary.latency.p50)
-                        .collect::<Vec<_>>(),
-                ),
-                p99_ms: median(
-                    &runs
-                        .iter()
-                        .map(|r| r.summary.latency.p99)
-                        .collect::<Vec<_>>(),
-                ),
+                sales_per_s: median_of(&runs, |r| r.summary.sales_per_s),
+                p50_ms: median_of(&runs, |r| r.summary.latency.p50),
+                p99_ms: median_of(&runs, |r| r.summary.latency.p99),
                 units_sold: runs.iter().map(|r| r.audit.sold).min().unwrap_or(0),
                 violations: runs.iter().map(|r| r.audit.violations.len()).sum(),
                 baseline_ratio: 0.0,
+                sales_ratio: 0.0,
             }
         })
         .collect();
-    let baseline = rows.first().map(|row| row.throughput_rps).unwrap_or(0.0);
+    let (baseline, baseline_sales) = rows
+        .first()
+        .map(|row| (row.throughput_rps, row.sales_per_s))
+        .unwrap_or_default();
     for row in &mut rows {
-        row.baseline_ratio = if row.throughput_rps > 0.0 {
-            baseline / row.throughput_rps
-        } else {
-            f64::INFINITY
-        };
+        row.baseline_ratio = ratio(baseline, row.throughput_rps);
+        row.sales_ratio = ratio(baseline_sales, row.sales_per_s);
     }
     rows
+}
+
+/// `baseline / value`; infinite for a value of 0.
+fn ratio(baseline: f64, value: f64) -> f64 {
+    if value > 0.0 {
+        baseline / value
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The median of one figure of each run.
+fn median_of(runs: &[&Report], figure: impl Fn(&Report) -> f64) -> f64 {
+    median(&runs.iter().map(|r| figure(r)).collect::<Vec<_>>())
 }
 
 /// The median (the mean of the middle two for an even count); 0 for none.
@@ -235,11 +245,12 @@ fn median(values: &[f64]) -> f64 {
 pub fn table(rows: &[Row]) -> String {
     let baseline = rows.first().map(|r| r.strategy.as_str()).unwrap_or("-");
     let mut out = format!(
-        "{:<10} {:>6} {:>12} {:>15} {:>9} {:>9} {:>7} {:>10} {:>14}\n",
+        "{:<10} {:>6} {:>11} {:>13} {:>9} {:>9} {:>9} {:>6} {:>10} {:>18}\n",
         "strategy",
         "rounds",
         "attempts/s",
         "min..max",
+        "sales/s",
         "p50 ms",
         "p99 ms",
         "sold",
@@ -249,18 +260,20 @@ pub fn table(rows: &[Row]) -> String {
     for row in rows {
         let _ = writeln!(
             out,
-            "{:<10} {:>6} {:>12.0} {:>15} {:>9.2} {:>9.2} {:>7} {:>10} {:>13.2}x",
+            "{:<10} {:>6} {:>11.0} {:>13} {:>9.0} {:>9.2} {:>9.2} {:>6} {:>10} {:>18}",
             row.strategy,
             row.rounds,
             row.throughput_rps,
             format!("{:.0}..{:.0}", row.throughput_min, row.throughput_max),
+            row.sales_per_s,
             row.p50_ms,
             row.p99_ms,
             row.units_sold,
             row.violations,
-            row.baseline_ratio
+            format!("{:.2}x / {:.2}x", row.baseline_ratio, row.sales_ratio)
         );
     }
+    out.push_str("(ratios: attempts/s / sales/s; sales/s: units sold until the last sale)\n");
     out
 }
 
@@ -272,6 +285,8 @@ mod tests {
     fn run_of(throughput: f64, p99: f64, violations: usize) -> Report {
         let mut report = crate::report::tests::report(Vec::new());
         report.summary.throughput_rps = throughput;
+        // Unrelated to the throughput, so the two ratios cannot stand in for each other.
+        report.summary.sales_per_s = 100_000_000.0 / throughput;
         report.summary.latency.p99 = p99;
         report.audit.violations = (0..violations)
             .map(|_| Violation {
@@ -310,7 +325,12 @@ mod tests {
         assert_eq!(pg_row.violations, 1);
         assert_eq!(actor.baseline_ratio, 1.0);
         assert!((pg_row.baseline_ratio - 40.0 / 6.0).abs() < 1e-9);
-        assert!(table(&rows).contains("30000..50000"));
+        assert_eq!(actor.sales_per_s, 2_500.0);
+        assert!((pg_row.sales_per_s - 100_000.0 / 6.0).abs() < 1e-9);
+        assert!((pg_row.sales_ratio - 0.15).abs() < 1e-9);
+        let table = table(&rows);
+        assert!(table.contains("30000..50000"), "{table}");
+        assert!(table.contains("6.67x / 0.15x"), "{table}");
     }
 
     #[test]

@@ -63,8 +63,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "attempts {} in {:.2} s: {:.0}/s; units sold {}",
-            s.attempts, s.elapsed_s, s.throughput_rps, s.units_sold
+            "attempts {} in {:.2} s: {:.0}/s; units sold {}, the last at {:.2} s: {:.0} sales/s",
+            s.attempts, s.elapsed_s, s.throughput_rps, s.units_sold, s.last_sale_s, s.sales_per_s
         );
         let l = &s.latency;
         let _ = writeln!(
@@ -218,6 +218,10 @@ pub(crate) mod tests {
         assert_eq!(json["summary"]["attempts"], 300);
         assert_eq!(json["summary"]["outcomes"]["409 sold_out"], 200);
         assert_eq!(json["summary"]["timeline"].as_array().unwrap().len(), 3);
+        assert_eq!(json["summary"]["units_sold"], 100);
+        // The 100th sale was planned at 0.99 s and answered 1.193 ms later.
+        let last_sale = json["summary"]["last_sale_s"].as_f64().unwrap();
+        assert!((last_sale - 0.991193).abs() < 1e-9, "{last_sale}");
         let html = std::fs::read_to_string(html).unwrap();
         assert_eq!(html.matches("<svg").count(), 4);
         assert!(html.contains("Audit passed"));

@@ -117,6 +117,12 @@ pub struct Summary {
     pub latency: Percentiles,
     pub outcomes: BTreeMap<String, u64>,
     pub units_sold: i64,
+    /// Answer time of the last sale (a first attempt's 201), from the first planned send; 0
+    /// when nothing sold. In a drop that sells out, how long its units took to sell.
+    pub last_sale_s: f64,
+    /// Units sold per second until the last sale: the stock strategy's own speed, which the
+    /// attempts' throughput dilutes with the refusals after the drop sold out.
+    pub sales_per_s: f64,
     pub timeline: Vec<Second>,
     /// Width of the slices of `answers`, in seconds.
     pub slice_s: f64,
@@ -132,6 +138,7 @@ impl Summary {
         let mut seconds: Vec<(u64, BTreeMap<String, u64>, Histogram<u64>)> = Vec::new();
         let mut end = Duration::ZERO;
         let mut units_sold = 0;
+        let mut last_sale = Duration::ZERO;
         for outcome in outcomes {
             record(&mut overall, outcome.latency);
             let label = outcome.label();
@@ -149,9 +156,11 @@ impl Summary {
             record(&mut seconds[scheduled_second].2, outcome.latency);
             if outcome.status == 201 && !outcome.retry {
                 units_sold += outcome.quantity;
+                last_sale = last_sale.max(done);
             }
         }
         let elapsed_s = end.as_secs_f64();
+        let last_sale_s = last_sale.as_secs_f64();
         let (slice_s, answers) = slices(outcomes, end);
         let timeline = seconds
             .into_iter()
@@ -174,6 +183,12 @@ impl Summary {
             latency: Percentiles::of(&overall),
             outcomes: by_label,
             units_sold,
+            last_sale_s,
+            sales_per_s: if last_sale_s > 0.0 {
+                units_sold as f64 / last_sale_s
+            } else {
+                0.0
+            },
             timeline,
             slice_s,
             answers,
@@ -253,11 +268,41 @@ mod tests {
         assert!((summary.latency.p50 - 2.0).abs() < 0.01);
         assert!(summary.latency.max >= 2_999.0);
         assert!((summary.elapsed_s - 3.5).abs() < 0.01);
+        // The last sale was answered at 0.98 s + 2 ms.
+        assert!((summary.last_sale_s - 0.982).abs() < 1e-9);
+        assert!((summary.sales_per_s - 99.0 / 0.982).abs() < 1e-6);
         let first = &summary.timeline[0];
         assert!(first.latency.unwrap().max >= 2_999.0);
         // Answered in second 3.
         assert_eq!(summary.timeline[3].outcomes["409 sold_out"], 1);
         assert!(summary.timeline[3].latency.is_none());
+    }
+
+    #[test]
+    fn sales_count_first_attempts_only_and_end_at_the_last_one() {
+        let mut retried_sale = outcome(0, 2_000, 201);
+        retried_sale.retry = true;
+        let outcomes = vec![
+            outcome(0, 400, 201),
+            outcome(100, 400, 201),
+            // Refusals and a retry's repeated answer come later, and do not move the end.
+            outcome(200, 1_500, 409),
+            retried_sale,
+        ];
+
+        let summary = Summary::of(&outcomes);
+
+        assert_eq!(summary.units_sold, 2);
+        assert!((summary.last_sale_s - 0.5).abs() < 1e-9);
+        assert!((summary.sales_per_s - 4.0).abs() < 1e-9);
+        assert!((summary.elapsed_s - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn nothing_sold_is_no_rate() {
+        let summary = Summary::of(&[outcome(0, 10, 409)]);
+        assert_eq!(summary.units_sold, 0);
+        assert_eq!(summary.sales_per_s, 0.0);
     }
 
     #[test]

@@ -71,10 +71,10 @@ fn bench_postgres(criterion: &mut Criterion, runtime: &Runtime) {
     runtime
         .block_on(admin.execute(format!("CREATE DATABASE {database}").as_str()))
         .expect("create the bench database");
-    let options = ConnectOptions {
-        url: with_database(&admin_url, &database),
-        max_connections: u32::try_from(NUM_CONCURRENT_SINGLES).unwrap_or(16) + 2,
-    };
+    let options = ConnectOptions::new(
+        with_database(&admin_url, &database),
+        u32::try_from(NUM_CONCURRENT_SINGLES).unwrap_or(16) + 2,
+    );
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let store = runtime
             .block_on(PgStore::connect(&options))
@@ -153,10 +153,10 @@ fn run_postgres_group(criterion: &mut Criterion, runtime: &Runtime, store: &PgSt
 
 fn bench_sqlite(criterion: &mut Criterion, runtime: &Runtime) {
     let folder = tempfile::tempdir().expect("temporary folder");
-    let options = ConnectOptions {
-        url: format!("sqlite://{}", folder.path().join("bench.db").display()),
-        max_connections: 4,
-    };
+    let options = ConnectOptions::new(
+        format!("sqlite://{}", folder.path().join("bench.db").display()),
+        4,
+    );
     let store = runtime
         .block_on(hurry_persistence::connect(&options))
         .expect("open the SQLite store");

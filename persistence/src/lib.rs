@@ -49,6 +49,20 @@ pub struct ConnectOptions {
     pub url: String,
     /// Upper bound of pooled connections.
     pub max_connections: u32,
+    /// A pooled PostgreSQL connection idle longer than this is pinged before it is used (a
+    /// dead one is replaced); busier ones are not, which saves a round trip per query.
+    pub ping_idle_after: std::time::Duration,
+}
+
+impl ConnectOptions {
+    /// `url` with at most `max_connections`, pinging connections idle for over a second.
+    pub fn new(url: impl Into<String>, max_connections: u32) -> Self {
+        Self {
+            url: url.into(),
+            max_connections,
+            ping_idle_after: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 /// Opens the store named by `options.url`, creating a SQLite file (and its folder) when absent,

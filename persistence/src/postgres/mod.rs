@@ -13,7 +13,7 @@ mod verification;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{ConnectOptions as _, Row};
+use sqlx::{ConnectOptions as _, Connection as _, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -38,9 +38,22 @@ impl PgStore {
     pub async fn connect(options: &ConnectOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(&options.url)?
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let ping_idle_after = options.ping_idle_after;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings every connection it hands out: one more round trip per query, 7 % of
+            // the server's CPU in a drop. Only connections idle for a while are pinged (a
+            // server restart is noticed there); a busy one that broke fails its query.
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= ping_idle_after {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await?;
         MIGRATOR.run(&pool).await?;

@@ -45,11 +45,17 @@ pub struct TestStore {
 impl TestStore {
     /// Creates a fresh database of `backend` and connects to it (which runs the migrations).
     pub async fn open(backend: Backend) -> anyhow::Result<Self> {
+        Self::open_with(backend, |_| {}).await
+    }
+
+    /// [`TestStore::open`] with connection settings changed by `adjust`.
+    pub async fn open_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut ConnectOptions),
+    ) -> anyhow::Result<Self> {
         let database = TestDatabase::create(backend).await?;
-        let options = ConnectOptions {
-            url: database.url.clone(),
-            max_connections: 4,
-        };
+        let mut options = ConnectOptions::new(database.url.clone(), 4);
+        adjust(&mut options);
         let store = connect(&options)
             .await
             .with_context(|| format!("connect the store to {}", database.url))?;

@@ -12,6 +12,7 @@ mod catalog;
 mod comparison;
 mod events;
 mod orders;
+mod pool;
 mod shop;
 mod verification;
 
