@@ -41,10 +41,12 @@ async fn purchase(
     // A keyed purchase of a sold-out (or closed, not yet open) drop answers from memory too,
     // before the coalescer, unless the key has an earlier answer to repeat or a request in
     // flight to join. (Without a key the engine's own first check answers it.)
-    let fresh_key = key
-        .as_ref()
-        .is_some_and(|key| state.idempotency.is_fresh(user.id, key));
-    if fresh_key && matches!(state.strategy, Strategy::Actor) {
+    // Only the actor strategy answers from memory; the others skip the in-flight check too.
+    let fresh_key = matches!(state.strategy, Strategy::Actor)
+        && key
+            .as_ref()
+            .is_some_and(|key| state.idempotency.is_fresh(user.id, key));
+    if fresh_key {
         if let Some(refusal) = state.engine.refusal(item_id) {
             return Err(refusal.into());
         }
