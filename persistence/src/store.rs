@@ -316,6 +316,37 @@ pub trait EventStore: Send + Sync {
         sink: &dyn EventSink,
     ) -> Result<RelayRun, StoreError>;
 
+    /// [`EventStore::relay_outbox`] over every shard of `count` that no other relay holds, in
+    /// one pass: up to `limit` events in all, oldest first across the shards (each shard's
+    /// own order kept). `busy` when every shard was held. PostgreSQL takes the free shards in
+    /// one transaction (a handful of round trips, not a handful per shard); the default runs
+    /// the shards one after another.
+    async fn relay_outbox_shards(
+        &self,
+        count: u32,
+        limit: u32,
+        sink: &dyn EventSink,
+    ) -> Result<RelayRun, StoreError> {
+        let count = count.max(1);
+        let mut total = RelayRun {
+            published: 0,
+            busy: true,
+        };
+        for index in 0..count {
+            let left = limit.saturating_sub(u32::try_from(total.published).unwrap_or(u32::MAX));
+            if left == 0 {
+                total.busy = false;
+                break;
+            }
+            let run = self
+                .relay_outbox(RelayShard { index, count }, left, sink)
+                .await?;
+            total.published += run.published;
+            total.busy &= run.busy;
+        }
+        Ok(total)
+    }
+
     /// Unpublished outbox rows.
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
 

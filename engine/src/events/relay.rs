@@ -1,9 +1,11 @@
 //! [`OutboxRelay`]: moves committed outbox rows onto the event bus, at least once.
 //!
 //! It wakes when the writer commits (and every `poll_interval` for rows other code paths or
-//! other nodes wrote), takes each shard in turn (`EventStore::relay_outbox`: advisory lock,
-//! `FOR UPDATE SKIP LOCKED`, publish, mark, commit), and goes again at once while a shard
-//! had a full batch. When the bus or the store fails, rows stay unpublished and it retries
+//! other nodes wrote), takes every shard no other relay holds in one pass
+//! (`EventStore::relay_outbox_shards`: advisory locks, `FOR UPDATE SKIP LOCKED`, publish,
+//! mark, commit), and goes again at once while the batch was full. Between passes that were
+//! not full it waits at least `min_interval`, so that under a stream of commits their events
+//! go out together. When the bus or the store fails, rows stay unpublished and it retries
 //! with a growing delay: the outbox grows and drains when the bus is back. It also prunes old
 //! published rows and inbox rows.
 
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use hurry_persistence::{EventSink, OutboxEvent, RelayShard, SinkError, Store};
+use hurry_persistence::{EventSink, OutboxEvent, SinkError, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -30,7 +32,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub struct RelayConfig {
     /// Most events per publish.
     pub batch: u32,
-    /// Shards of the outbox (PostgreSQL); a relay takes each in turn, several relays share.
+    /// Shards of the outbox (PostgreSQL); a relay takes all it can, several relays share.
     pub shards: u32,
     /// Longest sleep without a wake-up.
     pub poll_interval: Duration,
@@ -123,24 +125,15 @@ impl OutboxRelay {
         Ok(Some(through))
     }
 
-    /// Publishes every due event once; returns how many, and whether a shard had more.
+    /// Publishes due events of every shard no other relay holds, up to a batch; returns how
+    /// many, and whether there may be more (the batch was full).
     pub async fn pass(&self) -> Result<(usize, bool), hurry_persistence::StoreError> {
         let sink = BusSink(self.bus.clone());
-        let shards = self.config.shards.max(1);
-        let (mut published, mut more) = (0, false);
-        for index in 0..shards {
-            let shard = RelayShard {
-                index,
-                count: shards,
-            };
-            let run = self
-                .store
-                .relay_outbox(shard, self.config.batch, &sink)
-                .await?;
-            published += run.published;
-            more |= run.published >= self.config.batch as usize;
-        }
-        Ok((published, more))
+        let run = self
+            .store
+            .relay_outbox_shards(self.config.shards, self.config.batch, &sink)
+            .await?;
+        Ok((run.published, run.published >= self.config.batch as usize))
     }
 
     async fn run(self) {

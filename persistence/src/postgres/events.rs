@@ -17,57 +17,22 @@ impl EventStore for PgStore {
         limit: u32,
         sink: &dyn EventSink,
     ) -> Result<RelayRun, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let shard_index = i32::try_from(shard.index)
+        let index = i32::try_from(shard.index)
             .map_err(|_| StoreError::Invalid("shard index out of range".into()))?;
-        let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1, $2)")
-            .bind(RELAY_LOCK)
-            .bind(shard_index)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !held {
-            return Ok(RelayRun {
-                published: 0,
-                busy: true,
-            });
-        }
-        let rows = sqlx::query(
-            "SELECT id, event_id, event_type, version, aggregate_id, occurred_at, \
-             CAST(payload AS TEXT) AS payload FROM outbox \
-             WHERE published_at IS NULL AND mod(aggregate_id, $1) = $2 \
-             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(i64::from(shard.count.max(1)))
-        .bind(i64::from(shard.index))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        let events = rows
-            .iter()
-            .map(outbox_event_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        if events.is_empty() {
-            tx.commit().await?;
-            return Ok(RelayRun::default());
-        }
-        // The rows stay locked while the sink publishes; an error rolls the transaction back
-        // and leaves them for the next pass. Explicitly, and before returning: a dropped
-        // transaction is only rolled back when its connection is next used, and until then
-        // its row locks make the next pass skip the rows (seen as a flaky conformance test).
-        if let Err(err) = sink.publish(&events).await {
-            tx.rollback().await?;
-            return Err(StoreError::Sink(err));
-        }
-        let ids: Vec<i64> = events.iter().map(|event| event.id).collect();
-        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(RelayRun {
-            published: events.len(),
-            busy: false,
-        })
+        self.relay_held(shard.count, &[index], limit, sink).await
+    }
+
+    async fn relay_outbox_shards(
+        &self,
+        count: u32,
+        limit: u32,
+        sink: &dyn EventSink,
+    ) -> Result<RelayRun, StoreError> {
+        let count = count.max(1);
+        let last = i32::try_from(count - 1)
+            .map_err(|_| StoreError::Invalid("shard count out of range".into()))?;
+        let all: Vec<i32> = (0..=last).collect();
+        self.relay_held(count, &all, limit, sink).await
     }
 
     async fn outbox_backlog(&self) -> Result<u64, StoreError> {
@@ -252,5 +217,71 @@ impl EventStore for PgStore {
             .await?
             .rows_affected();
         Ok(Pruned { outbox, inbox })
+    }
+}
+
+impl PgStore {
+    /// One relay transaction over the shards of `wanted` (of `count`) that no other relay
+    /// holds: their advisory locks in one statement, then their oldest unpublished rows
+    /// (`FOR UPDATE SKIP LOCKED`), publish, mark, commit. `busy` when every one was held.
+    async fn relay_held(
+        &self,
+        count: u32,
+        wanted: &[i32],
+        limit: u32,
+        sink: &dyn EventSink,
+    ) -> Result<RelayRun, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let held: Option<Vec<i32>> = sqlx::query_scalar(
+            "SELECT array_agg(s) FROM unnest($2::int4[]) AS s \
+             WHERE pg_try_advisory_xact_lock($1, s)",
+        )
+        .bind(RELAY_LOCK)
+        .bind(wanted)
+        .fetch_one(&mut *tx)
+        .await?;
+        let Some(held) = held.filter(|held| !held.is_empty()) else {
+            return Ok(RelayRun {
+                published: 0,
+                busy: true,
+            });
+        };
+        let rows = sqlx::query(
+            "SELECT id, event_id, event_type, version, aggregate_id, occurred_at, \
+             CAST(payload AS TEXT) AS payload FROM outbox \
+             WHERE published_at IS NULL AND mod(aggregate_id, $1)::int4 = ANY($2) \
+             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(i64::from(count.max(1)))
+        .bind(&held)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let events = rows
+            .iter()
+            .map(outbox_event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if events.is_empty() {
+            tx.commit().await?;
+            return Ok(RelayRun::default());
+        }
+        // The rows stay locked while the sink publishes; an error rolls the transaction back
+        // and leaves them for the next pass. Explicitly, and before returning: a dropped
+        // transaction is only rolled back when its connection is next used, and until then
+        // its row locks make the next pass skip the rows (seen as a flaky conformance test).
+        if let Err(err) = sink.publish(&events).await {
+            tx.rollback().await?;
+            return Err(StoreError::Sink(err));
+        }
+        let ids: Vec<i64> = events.iter().map(|event| event.id).collect();
+        sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RelayRun {
+            published: events.len(),
+            busy: false,
+        })
     }
 }

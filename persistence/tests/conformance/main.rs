@@ -13,6 +13,7 @@ mod comparison;
 mod events;
 mod orders;
 mod pool;
+mod relay;
 mod shop;
 mod verification;
 
