@@ -51,6 +51,7 @@ on_every_mode!(
     a_relay_killed_between_publish_and_mark_publishes_again_and_the_effect_happens_once,
     a_consumer_killed_after_its_effect_is_redelivered_and_the_effect_happens_once,
     a_poison_event_becomes_a_dead_letter_and_replays_after_the_fix,
+    a_relay_pass_takes_up_to_a_batch_per_shard_and_says_when_there_is_more,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -421,4 +422,41 @@ async fn dead_letter_endpoints_are_for_admins_and_check_their_input(store: Store
         0,
         "nothing changed"
     );
+}
+
+async fn a_relay_pass_takes_up_to_a_batch_per_shard_and_says_when_there_is_more(
+    store: Store,
+    bus: Bus,
+) {
+    // Arrange: the server's own relay is off; seven orders (and the setup's own events) wait.
+    let app = TestApp::spawn_on(store, bus, None, &[RELAY_OFF]).await;
+    let (_, item) = drop_of(&app, 10).await;
+    commit_orders(&app, item, 7).await;
+    let events = &app.state.events;
+    let waiting = app.state.store.outbox_backlog().await.expect("backlog");
+    let mut config = events.relay_config.clone();
+    config.batch = 2;
+    config.shards = 3;
+    let relay = OutboxRelay::new(
+        app.state.store.clone(),
+        events.bus.clone(),
+        Arc::new(Notify::new()),
+        config,
+    );
+
+    // Act
+    let first = relay.pass().await.expect("first pass");
+    let mut passes = vec![first];
+    while passes.last().is_some_and(|(_, more)| *more) {
+        passes.push(relay.pass().await.expect("next pass"));
+    }
+
+    // Assert
+    assert!(waiting >= 7, "{waiting}");
+    assert_eq!(first, (6, true), "two per shard, three shards: {passes:?}");
+    let last = passes.last().expect("a pass");
+    assert!(last.0 < 6 && !last.1, "{passes:?}");
+    let published: usize = passes.iter().map(|(count, _)| count).sum();
+    assert_eq!(published as u64, waiting);
+    assert_eq!(app.state.store.outbox_backlog().await.unwrap(), 0);
 }

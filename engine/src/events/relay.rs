@@ -30,7 +30,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Relay settings.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Most events per publish.
+    /// Most events per shard in one pass (a pass publishes up to `batch × shards`).
     pub batch: u32,
     /// Shards of the outbox (PostgreSQL); a relay takes all it can, several relays share.
     pub shards: u32,
@@ -125,15 +125,17 @@ impl OutboxRelay {
         Ok(Some(through))
     }
 
-    /// Publishes due events of every shard no other relay holds, up to a batch; returns how
-    /// many, and whether there may be more (the batch was full).
+    /// Publishes due events of every shard no other relay holds, up to a batch per shard
+    /// (fewer, larger passes drain a backlog faster: each costs a commit and a publish round
+    /// trip); returns how many, and whether there may be more (the pass was full).
     pub async fn pass(&self) -> Result<(usize, bool), hurry_persistence::StoreError> {
         let sink = BusSink(self.bus.clone());
+        let limit = self.config.batch.saturating_mul(self.config.shards.max(1));
         let run = self
             .store
-            .relay_outbox_shards(self.config.shards, self.config.batch, &sink)
+            .relay_outbox_shards(self.config.shards, limit, &sink)
             .await?;
-        Ok((run.published, run.published >= self.config.batch as usize))
+        Ok((run.published, run.published >= limit as usize))
     }
 
     async fn run(self) {
