@@ -120,7 +120,8 @@ async fn open(
         burst_share: 0.0,
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let send = |_| {
+    let target = target.clone();
+    let send = move |_| {
         let target = target.clone();
         async move { get(&target).await }
     };
