@@ -23,7 +23,7 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     /// The relay's sink could not publish (nothing was marked published).
     #[error("publishing failed: {0}")]
-    Sink(#[source] crate::store::SinkError),
+    Sink(#[source] crate::event_store::SinkError),
     /// Migrations failed.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),

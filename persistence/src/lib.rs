@@ -9,7 +9,9 @@
 //! Modules:
 //! - [`model`]: plain records that cross the storage boundary.
 //! - [`store`]: the [`Store`] trait and its parts ([`UserStore`], [`CatalogStore`],
-//!   [`OrderStore`], [`SessionStore`], [`EventStore`]).
+//!   [`OrderStore`], [`SessionStore`]).
+//! - [`event_store`]: [`EventStore`] (the outbox relay, inboxes, dead letters, the ledger) and
+//!   the relay's [`EventSink`].
 //! - [`comparison`]: [`ComparisonStore`], the row-locked stock of the `pg_row` strategy and
 //!   the audit of a drop (the stock-strategy comparison of the load tests).
 //! - [`sqlite`], [`postgres`]: the two backends, one file per part.
@@ -17,6 +19,7 @@
 
 pub mod comparison;
 pub mod error;
+pub mod event_store;
 pub mod model;
 pub mod postgres;
 mod rows;
@@ -27,18 +30,18 @@ use std::sync::Arc;
 
 pub use comparison::{ComparisonStore, DropOrderRow, RowPurchase};
 pub use error::StoreError;
+pub use event_store::{EventSink, EventStore, SinkError};
 pub use model::*;
 pub use store::{
-    Backend, CartStore, CatalogStore, EventSink, EventStore, OrderStore, SessionStore, SinkError,
-    Store, UserStore, VerificationStore,
+    Backend, CartStore, CatalogStore, OrderStore, SessionStore, Store, UserStore, VerificationStore,
 };
 
 /// The store traits, for `use hurry_persistence::prelude::*` where their methods are called.
 pub mod prelude {
     pub use crate::comparison::ComparisonStore;
+    pub use crate::event_store::EventStore;
     pub use crate::store::{
-        CartStore, CatalogStore, EventStore, OrderStore, SessionStore, Store, UserStore,
-        VerificationStore,
+        CartStore, CatalogStore, OrderStore, SessionStore, Store, UserStore, VerificationStore,
     };
 }
 

@@ -1,7 +1,7 @@
 //! The outbox relay, inboxes, dead letters and the ledger on PostgreSQL.
 
 use super::*;
-use crate::store::{EventSink, EventStore};
+use crate::event_store::{EventSink, EventStore};
 
 /// First key of the relay's advisory locks (`pg_try_advisory_xact_lock(RELAY_LOCK, shard)`).
 const RELAY_LOCK: i32 = 0x6875_7272; // "hurr"

@@ -1,7 +1,7 @@
 //! The outbox relay, inboxes, dead letters and the ledger on SQLite.
 
 use super::*;
-use crate::store::{EventSink, EventStore};
+use crate::event_store::{EventSink, EventStore};
 
 const DEAD_LETTER_COLUMNS: &str = "id, consumer, event_id, event_type, version, aggregate_id, \
      occurred_at, payload, error, deliveries, failed_at, replayed_at";
