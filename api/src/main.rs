@@ -38,8 +38,17 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Named threads: `top -H` and `perf report --sort comm` tell the server from a load
+    // generator on the same machine (both would be `tokio-rt-worker`).
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hurry-worker")
+        .build()?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (listen, config) = match cli.command {
         Some(Command::Serve { listen, config }) => (listen, config),

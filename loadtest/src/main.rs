@@ -8,7 +8,9 @@ use hurry_loadtest::{compare, drop_run, plain};
 #[derive(Parser)]
 #[command(
     name = "hurry-loadtest",
-    about = "Run drops against Hurry Up Order servers, audit the invariants, report"
+    about = "Run drops against Hurry Up Order servers, audit the invariants, report",
+    // A flag given twice takes its last value, so scripts can append overrides to defaults.
+    args_override_self = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,9 +30,17 @@ enum Command {
 /// Exit code when the audit found a violation.
 const AUDIT_FAILED: u8 = 2;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    match run(Cli::parse().command).await {
+fn main() -> ExitCode {
+    // Named threads, so that a profile tells the harness from the server it loads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("loadtest-worker")
+        .build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(run(Cli::parse().command)),
+        Err(err) => Err(err.into()),
+    };
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             eprintln!("hurry-loadtest: {err:#}");
@@ -74,5 +84,30 @@ fn verdict(passed: bool) -> ExitCode {
     } else {
         eprintln!("hurry-loadtest: AUDIT FAILED (see the violations above)");
         ExitCode::from(AUDIT_FAILED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flag_given_twice_takes_its_last_value() {
+        // scripts/bench/drop-ab appends the caller's flags to its own defaults.
+        let cli = Cli::try_parse_from([
+            "hurry-loadtest",
+            "compare",
+            "--shoppers",
+            "5",
+            "--units",
+            "3",
+            "--shoppers",
+            "7",
+        ])
+        .expect("a repeated flag parses");
+        let Command::Compare(args) = cli.command else {
+            panic!("not the compare command");
+        };
+        assert_eq!((args.drop.shoppers, args.drop.units), (7, 3));
     }
 }
