@@ -73,6 +73,9 @@ pub struct Row {
     pub baseline_ratio: f64,
     /// Baseline sales per second over this strategy's.
     pub sales_ratio: f64,
+    /// The harness's share of the machine during the load (median), when measured: what the
+    /// instrument took from the cores it shares with the server.
+    pub harness_share: Option<f64>,
 }
 
 /// Runs the comparison; the reports of every strategy, in order.
@@ -202,6 +205,11 @@ pub fn rows(reports: &[(String, Report)]) -> Vec<Row> {
                 violations: runs.iter().map(|r| r.audit.violations.len()).sum(),
                 baseline_ratio: 0.0,
                 sales_ratio: 0.0,
+                harness_share: runs
+                    .iter()
+                    .map(|r| r.instrument.map(|i| i.machine_share))
+                    .collect::<Option<Vec<f64>>>()
+                    .map(|shares| median(&shares)),
             }
         })
         .collect();
@@ -245,7 +253,7 @@ fn median(values: &[f64]) -> f64 {
 pub fn table(rows: &[Row]) -> String {
     let baseline = rows.first().map(|r| r.strategy.as_str()).unwrap_or("-");
     let mut out = format!(
-        "{:<10} {:>6} {:>11} {:>13} {:>9} {:>9} {:>9} {:>6} {:>10} {:>18}\n",
+        "{:<10} {:>6} {:>11} {:>13} {:>9} {:>9} {:>9} {:>6} {:>10} {:>8} {:>18}\n",
         "strategy",
         "rounds",
         "attempts/s",
@@ -255,12 +263,13 @@ pub fn table(rows: &[Row]) -> String {
         "p99 ms",
         "sold",
         "violations",
+        "harness",
         format!("{baseline} ÷ this")
     );
     for row in rows {
         let _ = writeln!(
             out,
-            "{:<10} {:>6} {:>11.0} {:>13} {:>9.0} {:>9.2} {:>9.2} {:>6} {:>10} {:>18}",
+            "{:<10} {:>6} {:>11.0} {:>13} {:>9.0} {:>9.2} {:>9.2} {:>6} {:>10} {:>8} {:>18}",
             row.strategy,
             row.rounds,
             row.throughput_rps,
@@ -270,10 +279,15 @@ pub fn table(rows: &[Row]) -> String {
             row.p99_ms,
             row.units_sold,
             row.violations,
+            row.harness_share
+                .map_or_else(|| "-".to_owned(), |share| format!("{:.0} %", share * 100.0)),
             format!("{:.2}x / {:.2}x", row.baseline_ratio, row.sales_ratio)
         );
     }
-    out.push_str("(ratios: attempts/s / sales/s; sales/s: units sold until the last sale)\n");
+    out.push_str(
+        "(ratios: attempts/s / sales/s; sales/s: units sold until the last sale; \
+         harness: its share of this machine's CPU during the load)\n",
+    );
     out
 }
 
@@ -337,5 +351,36 @@ mod tests {
     fn the_median_of_an_even_count_is_the_mean_of_the_middle_two() {
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.5);
         assert_eq!(median(&[]), 0.0);
+    }
+
+    #[test]
+    fn the_harness_share_is_the_median_of_the_rounds_and_unknown_if_one_lacks_it() {
+        let with_share = |share: Option<f64>| {
+            let mut report = run_of(1_000.0, 1.0, 0);
+            report.instrument = share.map(|machine_share| crate::cpu::InstrumentUse {
+                cpu_s: 1.0,
+                machine_share,
+                machine_busy: None,
+                cores: 2,
+            });
+            report
+        };
+        let reports = vec![
+            ("actor".to_owned(), with_share(Some(0.4))),
+            ("actor".to_owned(), with_share(Some(0.1))),
+            ("actor".to_owned(), with_share(Some(0.3))),
+            ("pg_row".to_owned(), with_share(Some(0.2))),
+            ("pg_row".to_owned(), with_share(None)),
+        ];
+
+        let rows = rows(&reports);
+
+        assert_eq!(rows[0].harness_share, Some(0.3));
+        assert_eq!(rows[1].harness_share, None);
+        let table = table(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("harness"), "{table}");
+        assert!(lines[1].contains(" 30 % "), "{table}");
+        assert!(lines[2].contains(" - "), "{table}");
     }
 }

@@ -8,6 +8,7 @@ use anyhow::bail;
 use crate::audit::{self, AuditReport};
 use crate::client::{http_client, Api};
 use crate::conn::Pool;
+use crate::cpu;
 use crate::report::{Report, RunConfig};
 use crate::runner::{self, Load};
 use crate::schedule::{ArrivalModel, KeyPolicy, Plan};
@@ -172,7 +173,11 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
         show_progress: !args.quiet,
     };
     let started_at = chrono::Utc::now().to_rfc3339();
+    let before = cpu::snapshot();
     let outcomes = runner::run(load, plan.arrivals()).await;
+    let instrument = before
+        .zip(cpu::snapshot())
+        .map(|(before, after)| cpu::between(&before, &after, cpu::cores()));
     let user_ids: Vec<i64> = shoppers.iter().map(|s| s.user_id).collect();
     let audit = audit_when_quiet(api, &admin, item.id, &outcomes, &user_ids).await?;
     let summary = Summary::of(&outcomes);
@@ -194,6 +199,7 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
             keys: args.keys,
         },
         summary,
+        instrument,
         audit: audit.0,
     })
 }

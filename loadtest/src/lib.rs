@@ -6,13 +6,15 @@
 //! - [`stats`] turns the answers into HDR percentiles, per-second timelines and outcomes;
 //! - [`audit`] compares what the harness saw with what the server stored (I1–I5);
 //! - [`report`] and [`charts`] write the terminal summary, `report.json` and `report.html`;
-//! - [`compare`] runs the same drop against one server per stock strategy.
+//! - [`compare`] runs the same drop against one server per stock strategy;
+//! - [`cpu`] says what the harness itself cost the machine during the load.
 
 pub mod audit;
 pub mod charts;
 pub mod client;
 pub mod compare;
 pub mod conn;
+pub mod cpu;
 pub mod drop_run;
 pub mod plain;
 pub mod report;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::audit::AuditReport;
 use crate::charts;
+use crate::cpu::InstrumentUse;
 use crate::schedule::{ArrivalModel, KeyPolicy};
 use crate::stats::Summary;
 
@@ -38,6 +39,9 @@ pub struct Report {
     pub started_at: String,
     pub config: RunConfig,
     pub summary: Summary,
+    /// What the harness itself used of the machine while the load ran (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<InstrumentUse>,
     pub audit: AuditReport,
 }
 
@@ -78,6 +82,19 @@ impl Report {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         let _ = writeln!(out, "outcomes: {}", outcomes.join(", "));
+        if let Some(i) = &self.instrument {
+            let busy = i
+                .machine_busy
+                .map(|busy| format!(", the machine {:.0} % busy", busy * 100.0))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "harness: {:.2} CPU s during the load, {:.0} % of the machine's {} cores{busy}",
+                i.cpu_s,
+                i.machine_share * 100.0,
+                i.cores
+            );
+        }
         let _ =
             writeln!(
             out,
@@ -196,6 +213,12 @@ pub(crate) mod tests {
                 keys: KeyPolicy::All,
             },
             summary: Summary::of(&outcomes),
+            instrument: Some(InstrumentUse {
+                cpu_s: 0.6,
+                machine_share: 0.1,
+                machine_busy: Some(0.75),
+                cores: 2,
+            }),
             audit: AuditReport {
                 units: 100,
                 sold: 100,
@@ -219,6 +242,7 @@ pub(crate) mod tests {
         assert_eq!(json["summary"]["outcomes"]["409 sold_out"], 200);
         assert_eq!(json["summary"]["timeline"].as_array().unwrap().len(), 3);
         assert_eq!(json["summary"]["units_sold"], 100);
+        assert_eq!(json["instrument"]["machine_share"], 0.1);
         // The 100th sale was planned at 0.99 s and answered 1.193 ms later.
         let last_sale = json["summary"]["last_sale_s"].as_f64().unwrap();
         assert!((last_sale - 0.991193).abs() < 1e-9, "{last_sale}");
@@ -226,6 +250,7 @@ pub(crate) mod tests {
         assert_eq!(html.matches("<svg").count(), 4);
         assert!(html.contains("Audit passed"));
         assert!(!html.contains("http://www.w3.org/1999/xlink\" href=\"http"));
+        assert!(html.contains("harness: 0.60 CPU s during the load, 10 % of the machine's 2 cores, the machine 75 % busy"));
     }
 
     #[test]
