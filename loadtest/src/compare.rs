@@ -360,7 +360,7 @@ mod tests {
             report.instrument = share.map(|machine_share| crate::cpu::InstrumentUse {
                 cpu_s: 1.0,
                 machine_share,
-                machine_busy: None,
+                machine_busy: 0.5,
                 cores: 2,
             });
             report

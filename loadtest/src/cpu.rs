@@ -5,8 +5,6 @@
 //! one the server does not get, and that cost is the same for every strategy, so it pulls
 //! CPU-bound ratios toward 1 (BENCHMARKS §10). The report says how large it was.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
 /// `/proc` counts CPU time in `USER_HZ` ticks, 100 per second on every Linux ABI.
@@ -15,11 +13,17 @@ const TICKS_PER_S: f64 = 100.0;
 /// CPU counters at one moment.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
-    at: Instant,
     /// This process's user + system ticks, all threads.
     process: u64,
-    /// The machine's busy and total ticks, all cores.
-    machine: Option<(u64, u64)>,
+    machine: Machine,
+}
+
+/// The machine's counters from `/proc/stat`: every core, every process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Machine {
+    busy: u64,
+    total: u64,
+    cores: usize,
 }
 
 /// The instrument's share of the machine between two snapshots.
@@ -27,53 +31,36 @@ pub struct Snapshot {
 pub struct InstrumentUse {
     /// CPU seconds this process used.
     pub cpu_s: f64,
-    /// `cpu_s` over the wall time times the cores: 0.4 is 40 % of the machine.
+    /// This process's ticks over the machine's (all cores) meanwhile: 0.4 is 40 % of it.
     pub machine_share: f64,
-    /// How busy the whole machine was (every process, every core), when known.
-    pub machine_busy: Option<f64>,
+    /// How busy the whole machine was (every process, every core).
+    pub machine_busy: f64,
     pub cores: usize,
 }
 
 /// The counters now; `None` where `/proc` cannot be read.
 pub fn snapshot() -> Option<Snapshot> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let process = process_ticks(&stat)?;
-    let machine = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|text| machine_ticks(&text));
+    let machine = std::fs::read_to_string("/proc/stat").ok()?;
     Some(Snapshot {
-        at: Instant::now(),
-        process,
-        machine,
+        process: process_ticks(&stat)?,
+        machine: machine_ticks(&machine)?,
     })
 }
 
-/// What happened between `before` and `after` on a machine of `cores` cores.
-pub fn between(before: &Snapshot, after: &Snapshot, cores: usize) -> InstrumentUse {
-    let wall = after.at.saturating_duration_since(before.at).as_secs_f64();
-    let cpu_s = after.process.saturating_sub(before.process) as f64 / TICKS_PER_S;
-    let capacity = wall * cores.max(1) as f64;
-    let machine_busy = match (before.machine, after.machine) {
-        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
-            Some(busy1.saturating_sub(busy0) as f64 / (total1 - total0) as f64)
-        }
-        _ => None,
-    };
+/// What happened between `before` and `after`. Shares are of the machine's own tick count
+/// (its cores times the time passed), the same measure for this process and for all of them.
+pub fn between(before: &Snapshot, after: &Snapshot) -> InstrumentUse {
+    let process = after.process.saturating_sub(before.process) as f64;
+    let busy = after.machine.busy.saturating_sub(before.machine.busy) as f64;
+    let total = after.machine.total.saturating_sub(before.machine.total) as f64;
+    let of_total = |ticks: f64| if total > 0.0 { ticks / total } else { 0.0 };
     InstrumentUse {
-        cpu_s,
-        machine_share: if capacity > 0.0 {
-            cpu_s / capacity
-        } else {
-            0.0
-        },
-        machine_busy,
-        cores: cores.max(1),
+        cpu_s: process / TICKS_PER_S,
+        machine_share: of_total(process),
+        machine_busy: of_total(busy),
+        cores: after.machine.cores,
     }
-}
-
-/// The cores this process may run on.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// User + system ticks from `/proc/self/stat` (fields 14 and 15). The command name (field 2)
@@ -88,9 +75,10 @@ fn process_ticks(stat: &str) -> Option<u64> {
     Some(user + system)
 }
 
-/// Busy and total ticks of all cores from `/proc/stat`'s `cpu` line: idle and iowait are not
-/// busy; guest time is already counted in user time, so it is left out of the total.
-fn machine_ticks(text: &str) -> Option<(u64, u64)> {
+/// Busy and total ticks of all cores from `/proc/stat`'s `cpu` line (idle and iowait are not
+/// busy; guest time is already counted in user time, so it is left out of the total), and
+/// the cores (its `cpuN` lines).
+fn machine_ticks(text: &str) -> Option<Machine> {
     let line = text.lines().find(|line| line.starts_with("cpu "))?;
     let values: Vec<u64> = line
         .split_whitespace()
@@ -103,13 +91,24 @@ fn machine_ticks(text: &str) -> Option<(u64, u64)> {
     }
     let total: u64 = values.iter().sum();
     let idle = values[3] + values[4];
-    Some((total - idle, total))
+    let cores = text
+        .lines()
+        .filter(|line| {
+            line.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    Some(Machine {
+        busy: total - idle,
+        total,
+        cores: cores.max(1),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn process_ticks_are_counted_after_the_last_parenthesis() {
@@ -123,32 +122,40 @@ mod tests {
     fn the_machine_line_splits_busy_from_idle_and_iowait() {
         let text = "cpu  100 5 40 800 50 3 2 0 7 0\ncpu0 50 2 20 400 25 1 1 0 0 0\nintr 1 2\n";
         // user nice system idle iowait irq softirq steal: busy 150, total 1000.
-        assert_eq!(machine_ticks(text), Some((150, 1000)));
+        assert_eq!(
+            machine_ticks(text),
+            Some(Machine {
+                busy: 150,
+                total: 1000,
+                cores: 1
+            })
+        );
         assert_eq!(machine_ticks("intr 1 2\n"), None);
     }
 
     #[test]
-    fn the_share_is_cpu_time_over_wall_time_and_cores() {
-        let at = Instant::now();
+    fn the_share_is_of_the_ticks_all_cores_counted_meanwhile() {
+        let machine = |busy, total| Machine {
+            busy,
+            total,
+            cores: 2,
+        };
         let before = Snapshot {
-            at,
             process: 1_000,
-            machine: Some((5_000, 20_000)),
+            machine: machine(5_000, 20_000),
         };
         let after = Snapshot {
-            at: at + Duration::from_secs(2),
-            process: 1_160,                 // 1.6 CPU seconds
-            machine: Some((5_360, 20_400)), // 360 of 400 ticks busy
+            process: 1_160,                  // 1.6 CPU seconds
+            machine: machine(5_360, 20_400), // 2 s on 2 cores, 360 of 400 ticks busy
         };
-        let used = between(&before, &after, 2);
+        let used = between(&before, &after);
         assert!((used.cpu_s - 1.6).abs() < 1e-9, "{used:?}");
         assert!((used.machine_share - 0.4).abs() < 1e-9, "{used:?}");
-        assert_eq!(used.machine_busy, Some(0.9));
-        let unknown = Snapshot {
-            machine: None,
-            ..after
-        };
-        assert_eq!(between(&before, &unknown, 2).machine_busy, None);
+        assert_eq!(used.machine_busy, 0.9);
+        assert_eq!(used.cores, 2);
+        // No tick passed: nothing measured, not a division by zero.
+        let none = between(&before, &before);
+        assert_eq!((none.machine_share, none.machine_busy), (0.0, 0.0));
     }
 
     #[test]
@@ -163,9 +170,10 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         let after = snapshot().expect("a snapshot on Linux");
-        let used = between(&before, &after, cores());
+        let used = between(&before, &after);
         // 300 ms of spinning: at least a few ticks, whatever else the machine does.
         assert!(used.cpu_s >= 0.05, "{used:?}");
-        assert!(used.machine_busy.is_some_and(|busy| busy > 0.0), "{used:?}");
+        assert!(used.machine_busy > 0.0, "{used:?}");
+        assert!(used.machine_share > 0.0 && used.cores >= 1, "{used:?}");
     }
 }

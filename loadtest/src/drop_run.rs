@@ -177,7 +177,7 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
     let outcomes = runner::run(load, plan.arrivals()).await;
     let instrument = before
         .zip(cpu::snapshot())
-        .map(|(before, after)| cpu::between(&before, &after, cpu::cores()));
+        .map(|(before, after)| cpu::between(&before, &after));
     let user_ids: Vec<i64> = shoppers.iter().map(|s| s.user_id).collect();
     let audit = audit_when_quiet(api, &admin, item.id, &outcomes, &user_ids).await?;
     let summary = Summary::of(&outcomes);

@@ -83,16 +83,14 @@ impl Report {
             .collect();
         let _ = writeln!(out, "outcomes: {}", outcomes.join(", "));
         if let Some(i) = &self.instrument {
-            let busy = i
-                .machine_busy
-                .map(|busy| format!(", the machine {:.0} % busy", busy * 100.0))
-                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "harness: {:.2} CPU s during the load, {:.0} % of the machine's {} cores{busy}",
+                "harness: {:.2} CPU s during the load, {:.0} % of the machine's {} cores, \
+                 the machine {:.0} % busy",
                 i.cpu_s,
                 i.machine_share * 100.0,
-                i.cores
+                i.cores,
+                i.machine_busy * 100.0
             );
         }
         let _ =
@@ -216,7 +214,7 @@ pub(crate) mod tests {
             instrument: Some(InstrumentUse {
                 cpu_s: 0.6,
                 machine_share: 0.1,
-                machine_busy: Some(0.75),
+                machine_busy: 0.75,
                 cores: 2,
             }),
             audit: AuditReport {
