@@ -30,7 +30,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Relay settings.
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// Most events per shard in one pass (a pass publishes up to `batch × shards`).
+    /// A pass publishes up to `batch × shards` events, oldest first across the shards.
     pub batch: u32,
     /// Shards of the outbox (PostgreSQL); a relay takes all it can, several relays share.
     pub shards: u32,
@@ -125,8 +125,8 @@ impl OutboxRelay {
         Ok(Some(through))
     }
 
-    /// Publishes due events of every shard no other relay holds, up to a batch per shard
-    /// (fewer, larger passes drain a backlog faster: each costs a commit and a publish round
+    /// Publishes due events of every shard no other relay holds, up to `batch × shards` in
+    /// all (fewer, larger passes drain a backlog faster: each costs a commit and a publish round
     /// trip); returns how many, and whether there may be more (the pass was full).
     pub async fn pass(&self) -> Result<(usize, bool), hurry_persistence::StoreError> {
         let sink = BusSink(self.bus.clone());
