@@ -313,10 +313,69 @@ async fn item_creation_rejects_bad_drops(store: Store) {
     assert_eq!(listing["items"], json!([]));
 }
 
+async fn extreme_stock_deltas_and_order_totals_are_422_and_change_nothing(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (seller_id, seller) = app.seller("seller@hurry.test").await;
+    let admin = app.admin_token().await;
+    let general = app.general_item(&seller, "Sock", 500, 3).await;
+    let drop = app.open_drop(&seller, 5, 5).await;
+    for delta in [
+        i64::MIN,
+        i64::MIN + 1,
+        i64::MAX,
+        -1_000_000_001,
+        1_000_000_001,
+    ] {
+        for item in [general, drop] {
+            let (status, body) = app
+                .post(
+                    &format!("/api/v1/items/{item}/stock"),
+                    Some(&seller),
+                    json!({ "delta": delta }),
+                )
+                .await;
+            assert_error(status, &body, 422, "validation_failed");
+        }
+    }
+    assert_eq!(app.stock_of(general).await, 3);
+    assert_eq!(app.stock_of(drop).await, 5);
+    let (_, actor) = app
+        .get(&format!("/api/v1/admin/actors/{drop}"), Some(&admin))
+        .await;
+    assert_eq!(actor["restarts"], 0, "{actor}");
+
+    // 923 lines of 10,000 units at 10^12 won each come to more than i64 holds.
+    let mut lines = Vec::new();
+    for index in 0..923 {
+        let item = hurry_persistence::NewItem {
+            seller_id,
+            name: format!("Gold bar {index}"),
+            description: String::new(),
+            price: 1_000_000_000_000,
+            stock: 10_000,
+            drop: None,
+        };
+        let created = app.state.store.create_item(&item).await.unwrap();
+        lines.push(json!({"item_id": created.id, "quantity": 10_000}));
+    }
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+    let (status, body) = app.order(&buyer, json!(lines), None).await;
+    assert_error(status, &body, 422, "validation_failed");
+    let raw = app.db.raw().await;
+    assert!(raw.order_ids().await.is_empty(), "nothing stored");
+    assert_eq!(
+        raw.scalar("SELECT CAST(MIN(stock) AS BIGINT) FROM items WHERE price = 1000000000000")
+            .await,
+        10_000,
+        "no stock was taken"
+    );
+}
+
 both_stores!(
     malformed_bodies_and_quantities_are_refused_and_change_nothing,
     missing_forged_expired_and_unsigned_tokens_are_401,
     roles_and_ownership_are_enforced,
     signup_and_listing_validate_their_fields,
     item_creation_rejects_bad_drops,
+    extreme_stock_deltas_and_order_totals_are_422_and_change_nothing,
 );

@@ -424,6 +424,8 @@ pub enum Placement {
     /// A limited item: sold through its drop, not in a general order.
     DropItem(i64),
     InsufficientStock(i64),
+    /// The order's amount does not fit an `i64` of won (nothing was taken).
+    AmountTooLarge,
 }
 
 /// A line of a user's cart, with the item's current name and price.

@@ -349,7 +349,7 @@ pub(crate) fn price_lines(
         }
         let amount = price
             .checked_mul(quantity)
-            .ok_or(Placement::InsufficientStock(item_id))?;
+            .ok_or(Placement::AmountTooLarge)?;
         lines.push(OrderLine {
             item_id,
             quantity,
@@ -359,12 +359,13 @@ pub(crate) fn price_lines(
     }
     let amount = lines
         .iter()
-        .try_fold(0_i64, |sum, line| sum.checked_add(line.amount));
+        .try_fold(0_i64, |sum, line| sum.checked_add(line.amount))
+        .ok_or(Placement::AmountTooLarge)?;
     Ok(NewOrder {
         id: order.id,
         user_id: order.user_id,
         status: "pending_payment".to_owned(),
-        amount: amount.unwrap_or(i64::MAX),
+        amount,
         payment_due_at: order.payment_due_at,
         created_at: order.created_at,
         lines,

@@ -133,6 +133,10 @@ async fn place(
                     "insufficient_stock",
                     format!("item {item_id} has fewer units than ordered; nothing was reserved"),
                 )),
+                Placement::AmountTooLarge => Err(ApiError::invalid_field(
+                    "lines",
+                    "the order's amount is larger than the largest amount in won",
+                )),
             }
         })
         .await?;

@@ -258,7 +258,7 @@ async fn adjust_stock(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<StockBody>,
 ) -> Result<Json<ItemView<'static>>, ApiError> {
-    if body.delta == 0 || body.delta.abs() > MAX_STOCK {
+    if body.delta == 0 || !(-MAX_STOCK..=MAX_STOCK).contains(&body.delta) {
         return Err(ApiError::invalid_field(
             "delta",
             "must be a non-zero number of units, at most 10^9 either way",
