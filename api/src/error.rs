@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hurry_engine::drop::DropError;
-use hurry_engine::engine::PurchaseError;
+use hurry_engine::{NotServed, PurchaseError};
 use hurry_persistence::StoreError;
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ fn status_of(code: &str) -> StatusCode {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "overloaded" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded" | "unavailable" | "outcome_unknown" => StatusCode::SERVICE_UNAVAILABLE,
         "internal_error" => StatusCode::INTERNAL_SERVER_ERROR,
         // Every other code names a conflict with the current state (sold_out, email_taken, ...).
         _ => StatusCode::CONFLICT,
@@ -56,8 +56,11 @@ fn status_of(code: &str) -> StatusCode {
 impl ApiError {
     /// An error with a stable `code` and a lowercase message.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        let retry_after_secs =
-            matches!(code, "overloaded" | "unavailable" | "rate_limited").then_some(1);
+        let retry_after_secs = matches!(
+            code,
+            "overloaded" | "unavailable" | "outcome_unknown" | "rate_limited"
+        )
+        .then_some(1);
         Self {
             code,
             message: message.into(),
@@ -185,6 +188,13 @@ impl From<StoreError> for ApiError {
                 Self::new("unavailable", "the store is unavailable")
             }
             StoreError::Invalid(reason) => Self::invalid_field("body", reason),
+            StoreError::InDoubt(_) => {
+                tracing::warn!(error = %err, "a write's outcome is unknown");
+                Self::new(
+                    "outcome_unknown",
+                    "the write's outcome cannot be told yet: retry with the same Idempotency-Key",
+                )
+            }
             StoreError::Conflict { .. } => Self::new("conflict", "conflicts with existing data"),
             _ => Self::internal(&err),
         }
@@ -201,7 +211,30 @@ impl From<PurchaseError> for ApiError {
     fn from(err: PurchaseError) -> Self {
         match err {
             PurchaseError::Drop(err) => err.into(),
-            PurchaseError::NotServed => Self::new("unavailable", "the drop is not served"),
+            PurchaseError::NotServed(reason) => reason.into(),
+            // The idempotency layer answers a repeat from the store; it never gets this far.
+            PurchaseError::Repeat => Self::new("unavailable", "the request failed; retry"),
+            PurchaseError::OutcomeUnknown(_) => Self::new(
+                "outcome_unknown",
+                "the order's commit cannot be told yet: retry with the same Idempotency-Key",
+            ),
+        }
+    }
+}
+
+impl From<NotServed> for ApiError {
+    fn from(reason: NotServed) -> Self {
+        match reason {
+            NotServed::UnknownItem => Self::not_found("item not found"),
+            NotServed::NotADrop => Self::new(
+                "not_a_drop",
+                "this item is not sold in a drop: use POST /orders",
+            ),
+            NotServed::Closed => Self::new("drop_closed", "drop is closed"),
+            NotServed::OtherProcess => Self::new(
+                "unavailable",
+                "another process on this store sells its drops (one per store until cluster leases exist)",
+            ),
         }
     }
 }
@@ -229,6 +262,7 @@ mod tests {
             ("rate_limited", 429),
             ("overloaded", 503),
             ("unavailable", 503),
+            ("outcome_unknown", 503),
         ];
         for (code, status) in cases {
             assert_eq!(status_of(code).as_u16(), status, "{code}");

@@ -11,7 +11,6 @@
 //! - [`error`]: [`error::ApiError`] and the code → status mapping.
 //! - [`events`]: the event bus, outbox relay and consumers of this server.
 //! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
-//! - [`strategy`]: how drop purchases take stock (the actor, or a comparison strategy).
 //! - [`mail`]: the `Mailer` (SMTP, or the file mailbox of the embedded default).
 //! - [`verification`]: email codes and the consumer that mails them.
 //! - [`pii`]: encryption of personal data and the email blind index.
@@ -32,7 +31,6 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod state;
-pub mod strategy;
 pub mod telemetry;
 pub mod verification;
 pub mod views;

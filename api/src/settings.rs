@@ -40,6 +40,8 @@ pub struct IdempotencySettings {
     /// Keep in memory which users have a stored key, so a keyed request of anyone else skips
     /// the store lookup. Exact only while this node is the one storing keys.
     pub memory_index: bool,
+    /// Keyed answers kept in memory to repeat without the store.
+    pub recent_answers: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,12 +121,14 @@ pub struct EngineSettings {
     pub max_queue_per_drop: usize,
     pub call_timeout_ms: u64,
     pub id_block_size: u32,
+    /// Milliseconds to keep trying for the store's drops claim at start.
+    pub claim_wait_ms: u64,
     /// How drop purchases take stock: `actor` (default), `redis_lua` or `pg_row`.
     pub stock_strategy: StockStrategy,
 }
 
 /// How a drop purchase takes its units (`engine.stock_strategy`). Only `actor` is the engine;
-/// the other two exist for the load-test comparison (issue 6).
+/// the other two exist for the load-test comparison, in builds with the `baseline` feature.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StockStrategy {
@@ -155,6 +159,8 @@ pub struct PersistenceSettings {
     pub batch_window_us: u64,
     /// 0: 1 for SQLite, 4 for PostgreSQL.
     pub max_concurrent_commits: usize,
+    /// Longest time a batch may take in the store, in milliseconds.
+    pub commit_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hurry_engine::baseline::{self, BaselineKind, BaselineParts};
 use hurry_engine::writer::WriterConfig;
-use hurry_engine::{Engine, EngineConfig};
-use hurry_persistence::{Backend, ConnectOptions, Store};
+use hurry_engine::{Engine, EngineConfig, Seller};
+use hurry_persistence::{Backend, ComparisonStore, ConnectOptions, Store};
 use rand::RngCore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -19,9 +20,8 @@ use crate::mail;
 use crate::pii::{self, Pii};
 use crate::rate_limit::RateLimits;
 use crate::routes;
-use crate::settings::Settings;
+use crate::settings::{Settings, StockStrategy};
 use crate::state::{AppState, Shared};
-use crate::strategy::Strategy;
 use crate::telemetry;
 use crate::verification::MailerConsumer;
 
@@ -40,13 +40,12 @@ impl Application {
             0 => 4,
             configured => configured,
         };
-        let store = hurry_persistence::connect(&ConnectOptions::new(
-            settings.database.url.clone(),
-            max_connections,
-        ))
-        .await
-        .with_context(|| "cannot open the database")?;
-        let state = build_state(settings, store).await?;
+        let mut options = ConnectOptions::new(settings.database.url.clone(), max_connections);
+        options.commit_timeout = Duration::from_millis(settings.persistence.commit_timeout_ms);
+        let (store, comparison) = hurry_persistence::connect_with_comparison(&options)
+            .await
+            .with_context(|| "cannot open the database")?;
+        let state = build_state(settings, store, comparison, &options).await?;
         routes::auth::bootstrap_admin(&state)
             .await
             .map_err(|err| anyhow::anyhow!("cannot create the bootstrap admin: {err:?}"))?;
@@ -92,7 +91,12 @@ impl Application {
     }
 }
 
-async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Result<AppState> {
+async fn build_state(
+    settings: Settings,
+    store: Arc<dyn Store>,
+    comparison: Arc<dyn ComparisonStore>,
+    options: &ConnectOptions,
+) -> anyhow::Result<AppState> {
     let secret = match settings.auth.jwt_secret.expose_secret() {
         "" => {
             let mut bytes = [0u8; 32];
@@ -110,7 +114,6 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         settings.auth.argon2_iterations,
         settings.auth.argon2_parallelism,
     )?;
-    let strategy = Strategy::build(&settings)?;
     let pii = Arc::new(build_pii(&settings, &store).await?);
     let mailer = mail::from_settings(&settings.mail)?;
     let persistence = &settings.persistence;
@@ -123,6 +126,8 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
                 0 => 1,
                 configured => configured,
             },
+            write_deadline: options.write_deadline(),
+            settle_timeout: options.commit_timeout,
         },
         payment_window: chrono::Duration::seconds(
             i64::try_from(settings.engine.payment_timeout_secs).unwrap_or(600),
@@ -130,6 +135,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         max_queue_per_drop: settings.engine.max_queue_per_drop,
         call_timeout: Duration::from_millis(settings.engine.call_timeout_ms),
         id_block_size: settings.engine.id_block_size,
+        claim_wait: Duration::from_millis(settings.engine.claim_wait_ms),
     };
     let cluster = !settings.redis.url.is_empty();
     let feed = cluster
@@ -151,21 +157,43 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
             )
         })
         .transpose()?;
-    let engine = Engine::start(store.clone(), engine_config)
-        .await
-        .context("cannot start the engine")?;
+    let engine = Arc::new(
+        Engine::start(store.clone(), engine_config)
+            .await
+            .context("cannot start the engine")?,
+    );
+    if !engine.sells_drops() {
+        if !cluster {
+            engine.stop().await;
+            anyhow::bail!(
+                "another hurry process uses this database ({}): stop it first (one process \
+                 per store sells drops until cluster mode has real leases)",
+                redacted(&settings.database.url)
+            );
+        }
+        tracing::warn!(
+            "another process on this store sells its drops: this node serves everything but \
+             drops, whose purchases answer 503 unavailable"
+        );
+    }
+    let seller = seller(&settings, &engine, store.clone(), comparison)?;
     let mail_consumer = Arc::new(MailerConsumer::new(store.clone(), pii.clone(), mailer));
     let events = EventSystem::start(&settings, &store, &engine, vec![mail_consumer]).await?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
-    let idempotency = if settings.idempotency.memory_index {
+    let keyed_users = if settings.idempotency.memory_index {
         let users = store
             .users_with_idempotency_keys()
             .await
             .context("cannot list the users with idempotency keys")?;
-        Coalescer::with_memory_index(users)
+        Some(users)
     } else {
-        Coalescer::default()
+        None
     };
+    let idempotency = Coalescer::new(
+        settings.idempotency.recent_answers,
+        Duration::from_millis(settings.engine.call_timeout_ms),
+        keyed_users,
+    );
     let catalog = crate::catalog::CatalogCache::new(
         Duration::from_millis(settings.catalog.cache_ttl_ms),
         settings.catalog.cache_max_items,
@@ -173,7 +201,7 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
     Ok(AppState::new(Shared {
         settings: Arc::new(settings),
         store,
-        engine: Arc::new(engine),
+        engine,
         catalog,
         events: Arc::new(events),
         tokens: Arc::new(tokens),
@@ -182,10 +210,57 @@ async fn build_state(settings: Settings, store: Arc<dyn Store>) -> anyhow::Resul
         passwords,
         pii,
         idempotency: Arc::new(idempotency),
-        strategy,
+        seller,
         rate_limits,
         metrics: telemetry::metrics_handle(),
     }))
+}
+
+/// What drop purchases go through: the engine, or the comparison baseline `engine.stock_strategy`
+/// names (builds with the `baseline` feature only).
+fn seller(
+    settings: &Settings,
+    engine: &Arc<Engine>,
+    store: Arc<dyn Store>,
+    comparison: Arc<dyn ComparisonStore>,
+) -> anyhow::Result<Arc<dyn Seller>> {
+    let kind = match settings.engine.stock_strategy {
+        StockStrategy::Actor => return Ok(engine.clone()),
+        StockStrategy::RedisLua => BaselineKind::RedisLua {
+            url: settings.redis.url.clone(),
+            prefix: settings.redis.key_prefix.clone(),
+        },
+        StockStrategy::PgRow => BaselineKind::PgRow,
+    };
+    let parts = BaselineParts {
+        store,
+        comparison,
+        order_ids: engine.order_ids().clone(),
+        outbox_written: engine.outbox_written(),
+        payment_window: chrono::Duration::seconds(
+            i64::try_from(settings.engine.payment_timeout_secs).unwrap_or(600),
+        ),
+    };
+    baseline::build(kind, parts).with_context(|| {
+        format!(
+            "engine.stock_strategy = {:?}",
+            settings.engine.stock_strategy.as_str()
+        )
+    })
+}
+
+/// `url` without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user_end = url[scheme + 3..at].find(':').map(|i| scheme + 3 + i);
+            match user_end {
+                Some(colon) => format!("{}:***{}", &url[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// PII keys from configuration, or generated once and kept in the store.

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use hurry_engine::Engine;
+use hurry_engine::{Engine, Seller};
 use hurry_persistence::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -12,7 +12,6 @@ use crate::idempotency::Coalescer;
 use crate::pii::Pii;
 use crate::rate_limit::RateLimits;
 use crate::settings::Settings;
-use crate::strategy::Strategy;
 
 /// Shared application state: one `Arc`, so the per-request clone axum makes is one increment.
 #[derive(Clone)]
@@ -55,8 +54,9 @@ pub struct Shared {
     pub passwords: PasswordHasher,
     pub pii: Arc<Pii>,
     pub idempotency: Arc<Coalescer>,
-    /// How drop purchases take stock (`engine.stock_strategy`).
-    pub strategy: Strategy,
+    /// What drop purchases go through: the engine, or a comparison baseline
+    /// (`engine.stock_strategy`).
+    pub seller: Arc<dyn Seller>,
     pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,
 }

@@ -15,6 +15,38 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};
 
+/// Starts the `hurry` binary on `db` and a free port, with `env` set; stderr goes to `stderr`.
+fn spawn_hurry(db: &TestDb, env: &[(&str, &str)], stderr: Stdio) -> (Child, Api) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/test.toml");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hurry"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+            config,
+        ])
+        .env("HURRY__DATABASE__URL", &db.url)
+        .env("HURRY__ADMIN__EMAIL", ADMIN_EMAIL)
+        .env("HURRY__ADMIN__PASSWORD", ADMIN_PASSWORD)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let child = command.spawn().expect("start hurry");
+    (
+        child,
+        Api::new(format!("127.0.0.1:{port}").parse().unwrap()),
+    )
+}
+
 /// The `hurry` binary serving `db` on a free port.
 struct ChildServer {
     child: Child,
@@ -23,28 +55,12 @@ struct ChildServer {
 
 impl ChildServer {
     async fn start(db: &TestDb) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("free port")
-            .port();
-        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/test.toml");
-        let child = Command::new(env!("CARGO_BIN_EXE_hurry"))
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--config",
-                config,
-            ])
-            .env("HURRY__DATABASE__URL", &db.url)
-            .env("HURRY__ADMIN__EMAIL", ADMIN_EMAIL)
-            .env("HURRY__ADMIN__PASSWORD", ADMIN_PASSWORD)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start hurry");
-        let api = Api::new(format!("127.0.0.1:{port}").parse().unwrap());
+        Self::start_with(db, &[]).await
+    }
+
+    /// The server on `db` with `env` set, once healthy.
+    async fn start_with(db: &TestDb, env: &[(&str, &str)]) -> Self {
+        let (child, api) = spawn_hurry(db, env, Stdio::inherit());
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let healthy = api
@@ -185,4 +201,90 @@ async fn heavy_kill_9_mid_drop_keeps_every_acknowledged_order(store: Store) {
     server.kill_9().await;
 }
 
-both_stores!(heavy_kill_9_mid_drop_keeps_every_acknowledged_order);
+async fn a_second_process_on_one_store_refuses_to_start(store: Store) {
+    let db = TestDb::create(store).await;
+    let first = ChildServer::start(&db).await;
+    let (child, _) = spawn_hurry(&db, &[], Stdio::piped());
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the second process ends")
+        .expect("its output");
+    assert!(
+        !output.status.success(),
+        "the second process must not serve"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("another hurry process uses this database"),
+        "a clear message: {stderr}"
+    );
+    // The first one is unharmed and sells.
+    let (_, seller) = first.api.seller("seller@hurry.test").await;
+    let item = first.api.open_drop(&seller, 3, 1).await;
+    let (_, buyer) = first.api.new_user("buyer@hurry.test").await;
+    let (status, body) = first.api.purchase(&buyer, item, 1, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    first.kill_9().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_a_batch_blocked_when_its_process_dies_never_lands_after_the_restart_recounts() {
+    const UNITS: i64 = 20;
+    // Batches get long enough in the store to stay blocked through the restart.
+    let slow_timeouts = [
+        ("HURRY__PERSISTENCE__COMMIT_TIMEOUT_MS", "20000"),
+        ("HURRY__ENGINE__CALL_TIMEOUT_MS", "60000"),
+    ];
+    let db = TestDb::create(Store::Postgres).await;
+    let server = ChildServer::start_with(&db, &slow_timeouts).await;
+    let (_, seller) = server.api.seller("seller@hurry.test").await;
+    let item = server.api.open_drop(&seller, UNITS, 1).await;
+    let users = server.api.many_users("buyer", 40).await;
+    let (status, body) = server.api.purchase(&users[0].1, item, 1, None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let raw = db.raw().await;
+
+    // Purchases whose batch waits for a lock; then the process dies. Its backend lives on
+    // and would commit the batch once the lock goes.
+    let stall = db.stall_orders("EXCLUSIVE").await;
+    let blocked: Vec<_> = users[1..11]
+        .iter()
+        .map(|(_, token)| {
+            let (api, token) = (Api::new(server.api.addr), token.clone());
+            tokio::spawn(async move { api.try_purchase(&token, item, "blocked").await })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !raw.a_batch_waits_for_a_lock().await {
+        assert!(tokio::time::Instant::now() < deadline, "no batch blocked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.kill_9().await;
+    for purchase in blocked {
+        assert!(purchase.await.unwrap().is_none(), "nobody was answered");
+    }
+
+    // The new process recounts, then the lock goes.
+    let server = ChildServer::start(&db).await;
+    stall.release().await;
+    let api = &server.api;
+    let outcomes: Vec<StatusCode> = futures::stream::iter(&users[11..])
+        .map(|(_, token)| async move { api.purchase(token, item, 1, None).await.0 })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let sold_now = outcomes
+        .iter()
+        .filter(|status| **status == StatusCode::CREATED)
+        .count() as i64;
+    let (sold, ..) = raw.sales_of(item).await;
+    assert!(sold <= UNITS, "oversold: {sold} of {UNITS}");
+    assert_eq!(sold, 1 + sold_now, "the blocked batch never landed");
+    assert_eq!(sold, UNITS);
+    server.kill_9().await;
+}
+
+both_stores!(
+    heavy_kill_9_mid_drop_keeps_every_acknowledged_order,
+    a_second_process_on_one_store_refuses_to_start,
+);

@@ -43,12 +43,21 @@ async fn a_keyed_refusal_is_answered_without_the_store(store: Store) {
     break_key_lookups(&app, true).await;
     let (status, body) = app.purchase(&late, item, 1, Some("late-1")).await;
     assert_error(status, &body, 409, "sold_out");
-    // The winner has a stored key: the retry must look it up, and the lookup fails.
-    let (status, body) = app.purchase(&winner, item, 1, Some("win-1")).await;
+    // The winner's retry is this node's recent answer: repeated from memory.
+    let (status, again) = app.purchase(&winner, item, 1, Some("win-1")).await;
+    assert_eq!((status, &again), (StatusCode::CREATED, &first));
+    break_key_lookups(&app, false).await;
+
+    // A new process knows the winner has stored keys, but not the answer: it asks the store.
+    let restarted = app.restart().await;
+    break_key_lookups(&app, true).await;
+    let (status, body) = restarted.purchase(&winner, item, 1, Some("win-1")).await;
     assert_error(status, &body, 503, "unavailable");
+    let (status, body) = restarted.purchase(&late, item, 1, Some("late-2")).await;
+    assert_error(status, &body, 409, "sold_out");
 
     break_key_lookups(&app, false).await;
-    let (status, again) = app.purchase(&winner, item, 1, Some("win-1")).await;
+    let (status, again) = restarted.purchase(&winner, item, 1, Some("win-1")).await;
     assert_eq!((status, &again), (StatusCode::CREATED, &first));
     assert_eq!(app.db.raw().await.sales_of(item).await.1, 1);
 }
@@ -73,7 +82,7 @@ async fn keys_stored_before_a_restart_replay_after_it(store: Store) {
     assert_eq!(status, StatusCode::CREATED, "{first}");
 
     // A new process on the same database: its index starts from the store.
-    let restarted = app.another_node(&[]).await;
+    let restarted = app.restart().await;
     let (status, again) = restarted.purchase(&buyer, item, 1, Some("before")).await;
     assert_eq!((status, &again), (StatusCode::CREATED, &first));
     let (status, body) = restarted.purchase(&buyer, item, 2, Some("before")).await;
@@ -131,7 +140,50 @@ async fn repeats_of_a_pending_purchase_of_the_last_unit_join_it(store: Store) {
     assert_eq!(app.db.raw().await.sales_of(item).await.1, 1);
 }
 
+async fn a_repeat_the_cache_no_longer_holds_is_left_out_of_its_batch_and_replayed(store: Store) {
+    // A wide batching window puts the repeat in one batch with other shoppers' purchases.
+    let app = TestApp::spawn_with(store, &["[persistence]\nbatch_window_us = 50000\n"]).await;
+    let (_, seller) = app.seller("seller@hurry.test").await;
+    let item = app.open_drop(&seller, 20, 5).await;
+    let (_, buyer) = app.new_user("buyer@hurry.test").await;
+    let others = app.many_users("other", 6).await;
+    let (status, first) = app.purchase(&buyer, item, 1, Some("again")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+
+    // A new process: no recent answers, and the per-user limit (5) lets the repeat through
+    // to the writer, which finds the key stored and leaves the order out.
+    let restarted = app.restart().await;
+    let repeat = restarted.purchase(&buyer, item, 1, Some("again"));
+    let fresh = futures::future::join_all(
+        others
+            .iter()
+            .map(|(_, token)| restarted.purchase(token, item, 1, Some("again"))),
+    );
+    let ((status, again), fresh) = futures::join!(repeat, fresh);
+
+    assert_eq!(
+        (status, &again),
+        (StatusCode::CREATED, &first),
+        "the first answer"
+    );
+    for (status, body) in &fresh {
+        assert_eq!(
+            *status,
+            StatusCode::CREATED,
+            "the batch did not fail: {body}"
+        );
+    }
+    let raw = app.db.raw().await;
+    assert_eq!(raw.sales_of(item).await, (7, 7, 7, 1));
+    assert_eq!(
+        restarted.stock_of(item).await,
+        13,
+        "the repeat's unit went back"
+    );
+}
+
 both_stores!(
+    a_repeat_the_cache_no_longer_holds_is_left_out_of_its_batch_and_replayed,
     a_keyed_refusal_is_answered_without_the_store,
     without_the_index_every_keyed_request_needs_the_store,
     keys_stored_before_a_restart_replay_after_it,

@@ -15,9 +15,9 @@ use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hurry_engine::domain::Quantity;
 use hurry_engine::drop::{DropBook, DropError};
-use hurry_engine::engine::PurchaseError;
 use hurry_engine::writer::WriterConfig;
 use hurry_engine::{Engine, EngineConfig};
+use hurry_engine::{PurchaseError, PurchaseRequest, Seller};
 use hurry_persistence::{ConnectOptions, DropSpec, NewItem, NewUser, Store};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -145,26 +145,29 @@ async fn start_engine() -> anyhow::Result<Fixture> {
             max_batch: 1024,
             window: Duration::from_millis(1),
             max_concurrent_commits: 1,
+            write_deadline: Duration::from_millis(3_100),
+            settle_timeout: Duration::from_secs(2),
         },
         payment_window: chrono::Duration::minutes(10),
         // Far above the callers, so that no answer is `Overloaded`.
         max_queue_per_drop: 1 << 20,
         call_timeout: CALL_TIMEOUT,
         id_block_size: 1024,
+        claim_wait: Duration::ZERO,
     };
     let engine = Engine::start(store, config).await?;
     // Sell the only unit for real (one commit), so the drop is sold out the way drops get so.
     engine
-        .purchase(sold_out, 0, one(), None)
+        .purchase(request(sold_out, 0))
         .await
         .map_err(|err| anyhow::anyhow!("the first purchase failed: {err}"))?;
     for (item_id, expected) in [
         (sold_out, DropError::SoldOut),
         (not_open, DropError::NotOpen { opens_at: in_a_day }),
     ] {
-        let answer = engine.purchase(item_id, 1, one(), None).await;
+        let answer = engine.purchase(request(item_id, 1)).await;
         anyhow::ensure!(
-            answer == Err(PurchaseError::Drop(expected.clone())),
+            matches!(&answer, Err(PurchaseError::Drop(got)) if *got == expected),
             "item {item_id}: expected {expected:?}, got {answer:?}"
         );
     }
@@ -174,6 +177,16 @@ async fn start_engine() -> anyhow::Result<Fixture> {
         not_open_item: not_open,
         _folder: folder,
     })
+}
+
+/// One unit of `item_id` for `user_id`, unkeyed.
+fn request(item_id: i64, user_id: i64) -> PurchaseRequest {
+    PurchaseRequest {
+        item_id,
+        user_id,
+        quantity: one(),
+        idempotency: None,
+    }
 }
 
 async fn create_drop(store: &dyn Store, seller_id: i64, spec: DropSpec) -> anyhow::Result<i64> {
@@ -206,7 +219,7 @@ impl Target {
     async fn call(&self, user_id: i64) -> bool {
         match self {
             Target::Purchase { engine, item_id } => matches!(
-                engine.purchase(*item_id, user_id, one(), None).await,
+                engine.purchase(request(*item_id, user_id)).await,
                 Err(PurchaseError::Drop(
                     DropError::SoldOut | DropError::NotOpen { .. }
                 ))

@@ -13,13 +13,18 @@
 //! - [`writer`]: the group-commit writer and the order id allocator.
 //! - [`events`]: the outbox relay, the event bus (Redis Streams or in process), consumers.
 //! - [`supervisor`]: the root actor, which restarts the writer.
-//! - [`engine`]: [`Engine`], the handle the API holds.
+//! - [`seller`]: [`Seller`], the one door purchases go through, and its errors.
+//! - [`engine`]: [`Engine`], the handle the API holds (the seller of drops).
+//! - [`baseline`]: the load tests' comparison sellers (`baseline` feature).
 
+pub mod baseline;
 pub mod domain;
 pub mod drop;
 pub mod engine;
 pub mod events;
+pub mod seller;
 pub mod supervisor;
 pub mod writer;
 
 pub use engine::{Engine, EngineConfig};
+pub use seller::{NotServed, PurchaseError, PurchaseRequest, Seller};

@@ -1,19 +1,19 @@
 //! The root of the actor tree: starts the writer and the drop supervisor, and restarts the
-//! writer when it fails (the drop supervisor then hands the new one to every item actor).
-//! Drafts that were waiting in the dead writer's buffer settle as not committed when they are
-//! dropped, so their units go back and their shoppers get 503.
+//! writer when it fails, putting the new one in the [`WriterHandle`] every item actor hands
+//! its drafts to. Drafts that were waiting in the dead writer's buffer settle as not committed
+//! when they are dropped, so their units go back and their shoppers get 503.
 
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
 use crate::drop::{DropRegistry, DropSupervisor, SupervisorMessage};
-use crate::writer::{WriterActor, WriterArgs, WriterMessage};
+use crate::writer::{WriterActor, WriterArgs, WriterHandle};
 
 /// Messages the [`EngineSupervisor`] handles.
 pub enum EngineMessage {
-    /// The current writer and the drop supervisor.
-    Children(RpcReplyPort<(ActorRef<WriterMessage>, ActorRef<SupervisorMessage>)>),
+    /// The writer handle and the drop supervisor.
+    Children(RpcReplyPort<(WriterHandle, ActorRef<SupervisorMessage>)>),
 }
 
 /// Parent of the writer and the drop supervisor.
@@ -29,7 +29,7 @@ pub struct EngineArgs {
 /// The engine supervisor's children.
 pub struct EngineState {
     writer_args: WriterArgs,
-    writer: ActorRef<WriterMessage>,
+    writer: WriterHandle,
     drops: ActorRef<SupervisorMessage>,
     /// Times the writer was restarted.
     num_writer_restarts: u32,
@@ -51,7 +51,7 @@ impl Actor for EngineSupervisor {
             Actor::spawn_linked(None, DropSupervisor, args.registry, myself.get_cell()).await?;
         Ok(EngineState {
             writer_args: args.writer,
-            writer,
+            writer: WriterHandle::new(writer),
             drops,
             num_writer_restarts: 0,
         })
@@ -78,7 +78,9 @@ impl Actor for EngineSupervisor {
         state: &mut EngineState,
     ) -> Result<(), ActorProcessingErr> {
         match event {
-            SupervisionEvent::ActorFailed(cell, err) if cell.get_id() == state.writer.get_id() => {
+            SupervisionEvent::ActorFailed(cell, err)
+                if cell.get_id() == state.writer.current().get_id() =>
+            {
                 state.num_writer_restarts += 1;
                 tracing::error!(
                     error = %err,
@@ -92,10 +94,7 @@ impl Actor for EngineSupervisor {
                     myself.get_cell(),
                 )
                 .await?;
-                state
-                    .drops
-                    .cast(SupervisorMessage::UseWriter(writer.clone()))?;
-                state.writer = writer;
+                state.writer.replace(writer);
             }
             SupervisionEvent::ActorFailed(cell, err) => {
                 // The drop supervisor only fails on a bug; its children keep serving.

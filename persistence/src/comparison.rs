@@ -1,7 +1,7 @@
-//! The store side of the stock-strategy comparison (`engine.stock_strategy`, issue 6): the
-//! `pg_row` strategy, which sells a drop from one database row per item, and the audit of a
-//! drop's orders that the load-test harness reads at the end of a run. The default `actor`
-//! strategy uses none of this.
+//! The store side of the stock-strategy comparison (`engine.stock_strategy`): the `pg_row`
+//! baseline, which sells a drop from one database row per item, and the rows of the audit of
+//! a drop's orders that the load-test harness reads at the end of a run
+//! ([`crate::OrderStore::drop_orders`]). The engine uses none of this.
 
 use async_trait::async_trait;
 
@@ -19,6 +19,8 @@ pub enum RowPurchase {
     InsufficientStock { available: i64 },
     /// The user would hold more units of the drop than its per-user limit.
     LimitReached,
+    /// The order's idempotency key was stored before (nothing was taken).
+    Repeat,
 }
 
 /// One order with a line for a drop, as the audit shows it.
@@ -48,7 +50,8 @@ impl From<DropOrderTuple> for DropOrderRow {
     }
 }
 
-/// Row-locked stock for the `pg_row` strategy, and the audit of a drop.
+/// Row-locked stock for the `pg_row` strategy. Not part of [`crate::Store`]: only the
+/// comparison baseline uses it ([`crate::connect_with_comparison`]).
 #[async_trait]
 pub trait ComparisonStore: Send + Sync {
     /// Creates drop `item_id`'s stock row, unless it exists, with its units minus those held
@@ -70,9 +73,6 @@ pub trait ComparisonStore: Send + Sync {
 
     /// The units in drop `item_id`'s stock row; `None` when it has none.
     async fn row_stock(&self, item_id: i64) -> Result<Option<i64>, StoreError>;
-
-    /// Every order with a line for `item_id`, whatever its status, by id.
-    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError>;
 }
 
 /// The item and units of `order`'s one line; `Invalid` for any other number of lines.

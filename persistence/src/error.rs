@@ -27,6 +27,31 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+    /// A write broke off without an answer (the connection failed or timed out mid-statement):
+    /// it may have landed or may still land. [`crate::OrderStore::settle_orders`] tells.
+    #[error("write outcome unknown: {0}")]
+    InDoubt(String),
+}
+
+impl StoreError {
+    /// A write that failed with `err` in a way that leaves its outcome unknown becomes
+    /// [`StoreError::InDoubt`]: no answer came from the database (an I/O, TLS or protocol
+    /// failure, a crashed worker). An error the database answered (a refused statement) means
+    /// the write did not land, and keeps its kind.
+    pub(crate) fn from_write(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => StoreError::InDoubt(err.to_string()),
+            other => other.into(),
+        }
+    }
+
+    /// Whether the write this error ended may still have landed.
+    pub fn is_in_doubt(&self) -> bool {
+        matches!(self, StoreError::InDoubt(_))
+    }
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -426,6 +426,9 @@ pub enum Placement {
     InsufficientStock(i64),
     /// The order's amount does not fit an `i64` of won (nothing was taken).
     AmountTooLarge,
+    /// The user had stored the order's idempotency key before (nothing was taken): its first
+    /// answer is in the store.
+    Repeat,
 }
 
 /// A line of a user's cart, with the item's current name and price.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::comparison::ComparisonStore;
+use crate::comparison::DropOrderRow;
 use crate::error::StoreError;
 use crate::event_store::EventStore;
 use crate::model::*;
@@ -25,7 +25,6 @@ pub trait Store:
     + OrderStore
     + SessionStore
     + EventStore
-    + ComparisonStore
     + Send
     + Sync
     + 'static
@@ -44,6 +43,16 @@ pub trait Store:
 
     /// Reserves `count` consecutive ids of sequence `name`; returns the first.
     async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError>;
+
+    /// Makes this store handle the only one that sells drops on this database, until
+    /// [`Store::release_drops`] or the end of the process: `false` when another holds the
+    /// claim. PostgreSQL: a session advisory lock on a connection of its own; once held, the
+    /// batch writes an earlier holder left running (its process died) are terminated, so that
+    /// none lands after the drops are recounted. SQLite: an exclusive lock on `PATH.lock`.
+    async fn claim_drops(&self) -> Result<bool, StoreError>;
+
+    /// Gives the claim of [`Store::claim_drops`] up (no-op when not held).
+    async fn release_drops(&self);
 }
 
 /// Accounts and roles.
@@ -207,8 +216,18 @@ pub trait CartStore: Send + Sync {
 #[async_trait]
 pub trait OrderStore: Send + Sync {
     /// Writes a batch of orders with their lines, idempotency keys and `order.created` outbox
-    /// events in one transaction: all or nothing.
-    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError>;
+    /// events in one transaction; answers the ids it wrote, in batch order. A keyed order whose
+    /// key the user had stored before is left out (a repeat: its first answer is in the store),
+    /// and the rest of the batch is written all the same. All or nothing otherwise; the store
+    /// gives the batch at most its commit timeout ([`crate::ConnectOptions::commit_timeout`]).
+    /// `InDoubt` when no answer came: [`OrderStore::settle_orders`] tells what landed.
+    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError>;
+
+    /// Which of `ids` are stored, once no write of this store handle that ended `InDoubt` can
+    /// still land: on PostgreSQL the backends of those writes are terminated first (a backend
+    /// whose client is gone would otherwise go on and commit); on SQLite the answer waits for
+    /// the one writer connection. Errors when the store cannot be reached (try again).
+    async fn settle_orders(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
 
     /// Finds an order with its lines.
     async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError>;
@@ -251,6 +270,10 @@ pub trait OrderStore: Send + Sync {
 
     /// Every user with at least one stored idempotency key (keys are never deleted).
     async fn users_with_idempotency_keys(&self) -> Result<Vec<i64>, StoreError>;
+
+    /// Every order with a line for `item_id`, whatever its status, by id (the load tests'
+    /// audit of a drop).
+    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError>;
 }
 
 /// Refresh tokens and revoked access tokens.

@@ -19,7 +19,7 @@ bench_server_start() {
     sqlite) bench_url="sqlite://$work/hurry.db" ;;
     *) echo "store must be sqlite or postgres" >&2; exit 2 ;;
   esac
-  cargo build --release -q -p hurry-api
+  cargo build --release -q -p hurry-api --features hurry-api/baseline
   HURRY__DATABASE__URL=$bench_url HURRY__HTTP__LISTEN=127.0.0.1:$bench_port \
     HURRY__ADMIN__EMAIL=bench@hurry.test HURRY__ADMIN__PASSWORD=bench-password \
     HURRY__AUTH__ARGON2_MEMORY_KIB=64 HURRY__AUTH__ARGON2_ITERATIONS=1 \

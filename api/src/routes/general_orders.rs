@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, FieldError};
 use crate::extract::{ApiJson, IdempotencyHeader};
+use crate::idempotency::Failure;
 use crate::state::AppState;
 use crate::views::OrderView;
 
@@ -115,7 +116,7 @@ async fn place(
                 idempotency: entry,
                 from_cart,
             };
-            match shared.store.place_order(&order).await? {
+            match shared.store.place_order(&order).await.map_err(Failure::from)? {
                 Placement::Placed(record) => {
                     let ids: Vec<i64> = record.lines.iter().map(|line| line.item_id).collect();
                     shared.catalog.changed(&ids);
@@ -123,20 +124,24 @@ async fn place(
                     Ok(record)
                 }
                 Placement::UnknownItem(item_id) => {
-                    Err(ApiError::not_found(format!("item {item_id} not found")))
+                    Err(ApiError::not_found(format!("item {item_id} not found")).into())
                 }
                 Placement::DropItem(item_id) => Err(ApiError::new(
                     "drop_item_in_order",
                     format!("item {item_id} is sold in a drop: buy it with POST /items/{item_id}/purchase"),
-                )),
+                )
+                .into()),
                 Placement::InsufficientStock(item_id) => Err(ApiError::new(
                     "insufficient_stock",
                     format!("item {item_id} has fewer units than ordered; nothing was reserved"),
-                )),
+                )
+                .into()),
                 Placement::AmountTooLarge => Err(ApiError::invalid_field(
                     "lines",
                     "the order's amount is larger than the largest amount in won",
-                )),
+                )
+                .into()),
+                Placement::Repeat => Err(Failure::Repeat),
             }
         })
         .await?;

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use hurry_engine::drop::DropError;
-use hurry_engine::engine::PurchaseError;
+use hurry_engine::{NotServed, PurchaseError};
 use hurry_persistence::{DropSpec, ItemChange, ItemRecord, NewItem, StockAdjustment};
 use serde::Deserialize;
 
@@ -278,7 +278,9 @@ async fn adjust_stock(
                 Err(PurchaseError::Drop(DropError::InsufficientStock { .. })) => {
                     return Err(insufficient_stock(id))
                 }
-                Err(PurchaseError::NotServed) => return Err(item_not_found(id)),
+                Err(PurchaseError::NotServed(NotServed::UnknownItem | NotServed::NotADrop)) => {
+                    return Err(item_not_found(id))
+                }
                 Err(err) => return Err(err.into()),
             }
             state

@@ -1,19 +1,19 @@
-//! Drop purchases (through the configured stock strategy) and order history.
+//! Drop purchases (through the seller: the engine, or a comparison baseline) and order
+//! history.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
 use hurry_engine::domain::Quantity;
-use hurry_engine::engine::PurchaseError;
+use hurry_engine::{NotServed, PurchaseError, PurchaseRequest};
 use serde::Deserialize;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, IdempotencyHeader, PageQuery};
+use crate::idempotency::Failure;
 use crate::state::AppState;
-use crate::strategy::Strategy;
 use crate::views::{OrderView, PageRows, PageView};
 
 pub fn router() -> Router<AppState> {
@@ -39,82 +39,47 @@ async fn purchase(
     let quantity = Quantity::new(body.quantity)
         .ok_or_else(|| ApiError::invalid_field("quantity", "must be between 1 and 10000"))?;
     // A keyed purchase of a sold-out (or closed, not yet open) drop answers from memory too,
-    // before the coalescer, unless the key has an earlier answer to repeat or a request in
-    // flight to join. (Without a key the engine's own first check answers it.)
-    // Only the actor strategy answers from memory; the others skip the in-flight check too.
-    let fresh_key = matches!(state.strategy, Strategy::Actor)
-        && key
-            .as_ref()
-            .is_some_and(|key| state.idempotency.is_fresh(user.id, key));
-    if fresh_key {
-        if let Some(refusal) = state.engine.refusal(item_id) {
-            return Err(refusal.into());
+    // unless the key may have an earlier answer to repeat or a request in flight to join.
+    // (Without a key the seller's own first check answers it.)
+    if let Some(key) = &key {
+        if state.idempotency.is_fresh(user.id, key) {
+            if let Some(refusal) = state.seller.refusal(item_id) {
+                return Err(refusal.into());
+            }
         }
     }
     let canonical = format!("POST /items/{item_id}/purchase {}", quantity.get());
-    let shared = state.clone();
+    let seller = state.seller.clone();
+    let user_id = user.id;
     let order = state
         .idempotency
         .run(
             &state.store,
-            user.id,
+            user_id,
             key,
             &canonical,
-            move |entry| async move {
-                match &shared.strategy {
-                    Strategy::Actor => {
-                        match shared
-                            .engine
-                            .purchase(item_id, user.id, quantity, entry)
-                            .await
-                        {
-                            Err(PurchaseError::NotServed) => {
-                                Err(not_served(&shared, item_id).await)
-                            }
-                            other => other.map_err(ApiError::from),
-                        }
+            move |idempotency| async move {
+                let request = PurchaseRequest {
+                    item_id,
+                    user_id,
+                    quantity,
+                    idempotency,
+                };
+                seller.purchase(request).await.map_err(|err| match err {
+                    PurchaseError::NotServed(NotServed::UnknownItem) => {
+                        Failure::Answer(item_not_found(item_id))
                     }
-                    Strategy::RedisLua(lua) => {
-                        lua.purchase(&shared, item_id, user.id, quantity, entry)
-                            .await
-                    }
-                    Strategy::PgRow(row) => {
-                        row.purchase(&shared, item_id, user.id, quantity, entry)
-                            .await
-                    }
-                }
+                    other => other.into(),
+                })
             },
         )
         .await?;
     Ok((StatusCode::CREATED, Json(order.into())))
 }
 
-/// Why an item has no drop served here.
-async fn not_served(state: &AppState, item_id: i64) -> ApiError {
-    match state.store.item_by_id(item_id).await {
-        Ok(None) => item_not_found(item_id),
-        Ok(Some(item)) => match item.drop {
-            None => not_a_drop(),
-            Some(drop) if drop.closes_at <= Utc::now() => {
-                ApiError::new("drop_closed", "drop is closed")
-            }
-            Some(_) => ApiError::new("unavailable", "the drop is starting"),
-        },
-        Err(err) => err.into(),
-    }
-}
-
 /// 404 for an unknown (or deleted) item.
-pub(crate) fn item_not_found(item_id: i64) -> ApiError {
+fn item_not_found(item_id: i64) -> ApiError {
     ApiError::not_found(format!("item {item_id} not found"))
-}
-
-/// 409 `not_a_drop`: a general item is bought with `POST /orders`.
-pub(crate) fn not_a_drop() -> ApiError {
-    ApiError::new(
-        "not_a_drop",
-        "this item is not sold in a drop: use POST /orders",
-    )
 }
 
 async fn list_orders(

@@ -154,7 +154,7 @@ async fn audit_drop(
         .await?
         .and_then(|item| item.drop)
         .ok_or_else(|| ApiError::not_found(format!("no drop for item {item_id}")))?;
-    let available = state.strategy.available(&state, item_id).await?;
+    let available = state.seller.available(item_id).await;
     let outbox_backlog = state.store.outbox_backlog().await?;
     let orders = state
         .store
@@ -171,7 +171,7 @@ async fn audit_drop(
         .collect();
     Ok(Json(DropAudit {
         item_id,
-        strategy: state.strategy.kind().as_str(),
+        strategy: state.settings.engine.stock_strategy.as_str(),
         total_units: spec.total_units,
         per_user_limit: spec.per_user_limit,
         available,

@@ -180,3 +180,115 @@ pub fn one_unit_order(id: i64, item_id: i64) -> hurry_persistence::NewOrder {
         idempotency: None,
     }
 }
+
+/// A TCP proxy whose `cut_clients()` closes the client side of every open connection and keeps
+/// the service side open: the client sees its connection die, the service sees a client that
+/// is merely quiet (a PostgreSQL backend goes on with its statement, as it does when a network
+/// between the two fails). New connections pass.
+pub struct HalfCutProxy {
+    pub addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    /// Service sides kept open after a cut, until the proxy is dropped.
+    kept: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: JoinHandle<()>,
+}
+
+impl HalfCutProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let (cut, _) = tokio::sync::watch::channel(0_u64);
+        let kept: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let acceptor = {
+            let (cut, kept) = (cut.clone(), kept.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((inbound, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        continue;
+                    };
+                    let (cuts, kept) = (cut.subscribe(), kept.clone());
+                    tokio::spawn(relay_until_cut(inbound, outbound, cuts, kept));
+                }
+            })
+        };
+        Self {
+            addr,
+            cut,
+            kept,
+            acceptor,
+        }
+    }
+
+    /// Closes the client side of every connection open now.
+    pub fn cut_clients(&self) {
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+}
+
+impl Drop for HalfCutProxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        self.kept.lock().unwrap().clear();
+    }
+}
+
+/// Copies both ways until either side closes, or until a cut: then the client side closes and
+/// the service side is kept open.
+async fn relay_until_cut(
+    mut inbound: TcpStream,
+    mut outbound: TcpStream,
+    mut cuts: tokio::sync::watch::Receiver<u64>,
+    kept: Arc<Mutex<Vec<TcpStream>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    cuts.mark_unchanged();
+    let (mut from_client, mut from_service) = (vec![0_u8; 16 * 1024], vec![0_u8; 16 * 1024]);
+    loop {
+        tokio::select! {
+            read = inbound.read(&mut from_client) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if outbound.write_all(&from_client[..n]).await.is_err() { return },
+            },
+            read = outbound.read(&mut from_service) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if inbound.write_all(&from_service[..n]).await.is_err() { return },
+            },
+            _ = cuts.changed() => {
+                drop(inbound);
+                kept.lock().unwrap().push(outbound);
+                return;
+            }
+        }
+    }
+}
+
+/// The `host:port` of the PostgreSQL of `DATABASE_URL` (default 127.0.0.1:5432).
+pub fn postgres_addr() -> SocketAddr {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let rest = url.split("://").nth(1).unwrap_or(&url);
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let host_port = host_port.rsplit('@').next().unwrap_or(host_port);
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    std::net::ToSocketAddrs::to_socket_addrs(&host_port)
+        .expect("resolve postgres")
+        .next()
+        .expect("postgres address")
+}
+
+/// `url` (a `postgres://` url) pointed at `addr` instead of its own host and port.
+pub fn via(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a url");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = authority
+        .rsplit_once('@')
+        .map(|(user, _)| format!("{user}@"));
+    format!("{scheme}://{}{addr}/{path}", user.unwrap_or_default())
+}

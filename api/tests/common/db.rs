@@ -152,6 +152,61 @@ fn replace_db_name(url: &str, name: &str) -> String {
     out
 }
 
+/// Another session holding a lock that stops orders from being written, until released: on
+/// PostgreSQL `LOCK TABLE orders IN <mode> MODE` (`EXCLUSIVE` still lets reads through, `ACCESS
+/// EXCLUSIVE` does not), on SQLite the database's write lock (`BEGIN IMMEDIATE`).
+pub enum Stall {
+    Pg(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl TestDb {
+    /// Stalls every write of orders (see [`Stall`]).
+    pub async fn stall_orders(&self, pg_mode: &str) -> Stall {
+        use sqlx::Connection;
+        match self.store {
+            Store::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("pg");
+                sqlx::raw_sql(&format!("BEGIN; LOCK TABLE orders IN {pg_mode} MODE"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("lock orders");
+                Stall::Pg(conn)
+            }
+            Store::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("sqlite");
+                sqlx::raw_sql("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .expect("take the write lock");
+                Stall::Sqlite(conn)
+            }
+        }
+    }
+}
+
+impl Stall {
+    /// Lets writes through again.
+    pub async fn release(self) {
+        match self {
+            Stall::Pg(mut conn) => {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("unlock");
+            }
+            Stall::Sqlite(mut conn) => {
+                sqlx::raw_sql("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .expect("unlock");
+            }
+        }
+    }
+}
+
 /// Raw SQL access for assertions.
 pub enum RawDb {
     Sqlite(sqlx::SqlitePool),
@@ -182,6 +237,26 @@ impl RawDb {
             RawDb::Pg(pool) => {
                 sqlx::raw_sql(sql).execute(pool).await.expect(sql);
             }
+        }
+    }
+
+    /// Whether a batch writer of the server is waiting for a lock (PostgreSQL).
+    pub async fn a_batch_waits_for_a_lock(&self) -> bool {
+        let sql = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND application_name = 'hurry-writer' AND wait_event_type = 'Lock'";
+        self.scalar(sql).await > 0
+    }
+
+    /// `(order id, idempotency key)` of every order of `item_id`.
+    pub async fn keys_of_orders(&self, item_id: i64) -> Vec<(i64, Option<String>)> {
+        let sql = format!(
+            "SELECT o.id, (SELECT k.key FROM idempotency_keys k WHERE k.order_id = o.id) \
+             FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE l.item_id = {item_id} \
+             ORDER BY o.id"
+        );
+        match self {
+            RawDb::Sqlite(pool) => sqlx::query_as(&sql).fetch_all(pool).await.expect("keys"),
+            RawDb::Pg(pool) => sqlx::query_as(&sql).fetch_all(pool).await.expect("keys"),
         }
     }
 

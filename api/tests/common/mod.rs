@@ -86,7 +86,7 @@ impl TestApp {
     }
 
     /// Builds and starts a server with `settings` on `db`.
-    async fn serve(settings: Settings, db: TestDb, redis: Option<RedisPrefix>) -> TestApp {
+    pub async fn serve(settings: Settings, db: TestDb, redis: Option<RedisPrefix>) -> TestApp {
         let app = Application::build(settings).await.expect("app builds");
         let addr = app.local_addr();
         let state = app.state().clone();
@@ -104,6 +104,18 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Stops this server (its engine, its background work and its listener) and starts a new
+    /// one with the same settings on the same database and Redis prefix, as a restart of the
+    /// process would. This one keeps owning the database and removes it when dropped.
+    pub async fn restart(&self) -> TestApp {
+        self.server.abort();
+        self.state.stop_background();
+        self.state.engine.stop().await;
+        let mut settings = (*self.state.settings).clone();
+        settings.http.listen = "127.0.0.1:0".parse().unwrap();
+        Self::serve(settings, self.db.shared(), None).await
+    }
+
     /// A second server on this one's database and Redis prefix (cluster mode: another node).
     /// The first server owns both and removes them.
     pub async fn another_node(&self, layers: &[&str]) -> TestApp {

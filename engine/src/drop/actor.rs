@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{SubsecRound, Utc};
-use hurry_persistence::{DropSpec, IdempotencyEntry, OrderLine, OrderRecord, Store};
+use hurry_persistence::{DropSpec, OrderLine, Store};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::book::DropBook;
@@ -13,7 +13,8 @@ use super::lease::StockLease;
 use super::messages::{ItemMessage, ItemStatus};
 use super::slot::DropSlot;
 use crate::domain::{OrderStatus, Quantity};
-use crate::writer::{Draft, DraftOrder, Settlement, WriterMessage};
+use crate::seller::PurchaseRequest;
+use crate::writer::{Draft, DraftOrder, Reply, Settlement, Ticket, WriterHandle, WriterMessage};
 
 /// Decides purchases of one drop. See the crate docs for the flow.
 #[derive(Debug, Default)]
@@ -29,7 +30,8 @@ pub struct ItemArgs {
     pub slot: Arc<DropSlot>,
     pub store: Arc<dyn Store>,
     pub lease: Arc<dyn StockLease>,
-    pub writer: ActorRef<WriterMessage>,
+    /// Whichever writer serves when a draft is handed on.
+    pub writer: WriterHandle,
     /// How long a new order may stay unpaid.
     pub payment_window: chrono::Duration,
 }
@@ -91,11 +93,11 @@ impl Actor for ItemActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ItemMessage::Reserve {
-                user_id,
-                quantity,
-                idempotency,
+                request,
+                ticket,
+                deadline,
                 reply,
-            } => state.reserve(myself, user_id, quantity, idempotency, reply),
+            } => state.reserve(myself, request, ticket, deadline, reply),
             ItemMessage::Settle {
                 user_id,
                 quantity,
@@ -127,7 +129,7 @@ impl Actor for ItemActor {
                     format!("item {} must recount from the store", state.args.item_id).into(),
                 )
             }
-            ItemMessage::UseWriter(writer) => state.args.writer = writer,
+            #[cfg(feature = "test-hooks")]
             ItemMessage::Crash => panic!("crash requested for item {}", state.args.item_id),
         }
         Ok(())
@@ -138,17 +140,27 @@ impl ItemState {
     fn reserve(
         &mut self,
         myself: ActorRef<ItemMessage>,
-        user_id: i64,
-        quantity: Quantity,
-        idempotency: Option<IdempotencyEntry>,
-        reply: RpcReplyPort<Result<OrderRecord, DropError>>,
+        request: PurchaseRequest,
+        ticket: Arc<Ticket>,
+        deadline: tokio::time::Instant,
+        reply: Reply,
     ) {
+        if ticket.is_abandoned() {
+            // The caller stopped waiting while this sat in the mailbox: take nothing.
+            return;
+        }
         // Microseconds: what both stores keep, so a replayed answer matches the first one.
         let now = Utc::now().trunc_subsecs(6);
+        let PurchaseRequest {
+            user_id,
+            quantity,
+            idempotency,
+            ..
+        } = request;
         if let Err(err) = self.book.reserve(user_id, quantity, now) {
             self.rates.record(now.timestamp(), false);
             metrics::counter!("hurry_purchases_total", "outcome" => err.code()).increment(1);
-            let _ = reply.send(Err(err));
+            let _ = reply.send(Err(err.into()));
             return;
         }
         self.rates.record(now.timestamp(), true);
@@ -170,14 +182,17 @@ impl ItemState {
                 idempotency,
             },
             settlement: Settlement::drop_units(myself, self.args.slot.clone(), user_id, quantity),
+            ticket,
+            deadline,
             reply,
         };
         if let Err(ractor::MessagingErr::SendErr(WriterMessage::Write(draft))) =
-            self.args.writer.cast(WriterMessage::Write(draft))
+            self.args.writer.current().cast(WriterMessage::Write(draft))
         {
-            // The writer is gone: nothing was written. Dropping the draft settles it as not
-            // committed, which sends this actor a Settle that gives the units back.
-            let _ = draft.reply.send(Err(DropError::Unavailable));
+            // The writer is gone (its successor is starting): nothing was written. Settling
+            // the draft as not committed sends this actor a Settle that gives the units back.
+            draft.settlement.settle(false);
+            let _ = draft.reply.send(Err(DropError::Unavailable.into()));
         }
         self.mirror();
     }

@@ -1,22 +1,26 @@
 //! The item actor's protocol.
 
-use hurry_persistence::{IdempotencyEntry, OrderRecord};
-use ractor::{ActorRef, RpcReplyPort};
+use std::sync::Arc;
+
+use ractor::RpcReplyPort;
 use serde::Serialize;
 
 use super::error::DropError;
 use crate::domain::Quantity;
-use crate::writer::WriterMessage;
+use crate::seller::PurchaseRequest;
+use crate::writer::{Reply, Ticket};
 
 /// Messages an [`ItemActor`](super::ItemActor) handles.
 #[derive(Debug)]
 pub enum ItemMessage {
-    /// Buy `quantity` units for `user_id`; answered once the order is committed.
+    /// Buy; answered once the order is committed (by the writer), or refused at once. Skipped
+    /// when the caller has abandoned `ticket` meanwhile.
     Reserve {
-        user_id: i64,
-        quantity: Quantity,
-        idempotency: Option<IdempotencyEntry>,
-        reply: RpcReplyPort<Result<OrderRecord, DropError>>,
+        request: PurchaseRequest,
+        ticket: Arc<Ticket>,
+        /// When the caller stops waiting.
+        deadline: tokio::time::Instant,
+        reply: Reply,
     },
     /// The writer settled a reservation: committed, or definitely not.
     Settle {
@@ -51,9 +55,8 @@ pub enum ItemMessage {
     Recount,
     /// Counters and recent rates.
     Status(RpcReplyPort<ItemStatus>),
-    /// Hand drafts to this writer from now on (the previous one was restarted).
-    UseWriter(ActorRef<WriterMessage>),
-    /// Panics the actor. Used by tests and drills to prove supervision and recovery.
+    /// Panics the actor. Tests and drills prove supervision and recovery with it.
+    #[cfg(feature = "test-hooks")]
     Crash,
 }
 

@@ -9,9 +9,7 @@ use ractor::{
 };
 
 use super::actor::{ItemActor, ItemArgs};
-use super::messages::ItemMessage;
 use super::slot::DropRegistry;
-use crate::writer::WriterMessage;
 
 /// Messages the [`DropSupervisor`] handles.
 pub enum SupervisorMessage {
@@ -22,8 +20,6 @@ pub enum SupervisorMessage {
     },
     /// Start a failed drop again.
     Restart { item_id: i64 },
-    /// The writer was restarted: hand drafts to this one from now on.
-    UseWriter(ActorRef<WriterMessage>),
     /// A restarted child finished starting (or failed to).
     Restarted {
         item_id: i64,
@@ -42,8 +38,6 @@ pub struct SupervisorState {
     args: HashMap<i64, ItemArgs>,
     /// Which drop each running child serves.
     children: HashMap<ActorId, i64>,
-    /// The writer after a restart (new drops get it instead of the one they were given).
-    writer: Option<ActorRef<WriterMessage>>,
 }
 
 impl Actor for DropSupervisor {
@@ -60,7 +54,6 @@ impl Actor for DropSupervisor {
             registry,
             args: HashMap::new(),
             children: HashMap::new(),
-            writer: None,
         })
     }
 
@@ -76,17 +69,6 @@ impl Actor for DropSupervisor {
                 let _ = reply.send(result);
             }
             SupervisorMessage::Restart { item_id } => state.restart_now(myself, item_id),
-            SupervisorMessage::UseWriter(writer) => {
-                for args in state.args.values_mut() {
-                    args.writer = writer.clone();
-                }
-                for slot in state.registry.all() {
-                    if let Some(actor) = slot.actor() {
-                        let _ = actor.cast(ItemMessage::UseWriter(writer.clone()));
-                    }
-                }
-                state.writer = Some(writer);
-            }
             SupervisorMessage::Restarted { item_id, child } => match child {
                 Ok(cell) => {
                     state.children.insert(cell.get_id(), item_id);
@@ -135,12 +117,9 @@ impl SupervisorState {
     async fn start(
         &mut self,
         myself: ActorRef<SupervisorMessage>,
-        mut args: ItemArgs,
+        args: ItemArgs,
     ) -> Result<(), String> {
         let item_id = args.item_id;
-        if let Some(writer) = &self.writer {
-            args.writer = writer.clone();
-        }
         if self.args.contains_key(&item_id) {
             return Ok(());
         }

@@ -3,16 +3,20 @@
 //! Drafts are collected until the batch is full or the window (about a millisecond) has passed,
 //! then written in one transaction on a task of their own, so the writer keeps collecting while
 //! a commit runs. At most `max_concurrent_commits` batches are in flight; while they are, new
-//! drafts simply wait and form the next batch. After a commit the shoppers are answered; if it
-//! failed they get `Unavailable`, and their units go back only once the store confirms the batch
-//! is absent (a failed COMMIT may still have landed; releasing then would oversell).
+//! drafts simply wait and form the next batch. A draft goes into a batch only if its caller
+//! still waits and has time left for the commit ([`WriterConfig::send_budget`]); the others
+//! are answered `Unavailable` and give their units back without reaching the store, so a
+//! caller that stops waiting can say "nothing was bought" and be right (see [`Ticket`]).
+//!
+//! [`Ticket`]: super::Ticket
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hurry_persistence::{NewOrder, Store};
+use hurry_persistence::Store;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
+use super::commit::{self, CommitFaults};
 use super::ids::IdAllocator;
 use super::{Draft, WriterMessage};
 use crate::drop::DropError;
@@ -26,6 +30,20 @@ pub struct WriterConfig {
     pub window: Duration,
     /// Batches committing at the same time.
     pub max_concurrent_commits: usize,
+    /// Longest a batch may take in the store before it is answered in doubt (the store's
+    /// commit timeout and the margin of its answer).
+    pub write_deadline: Duration,
+    /// How long a batch in doubt is settled in place before its shoppers are answered
+    /// `outcome_unknown` (settling goes on in the background).
+    pub settle_timeout: Duration,
+}
+
+impl WriterConfig {
+    /// The least time a draft's caller must still be waiting for the draft to go to the
+    /// store: enough for the write and for settling it in place.
+    pub fn send_budget(&self) -> Duration {
+        self.write_deadline + self.settle_timeout
+    }
 }
 
 /// What the writer starts from.
@@ -36,6 +54,8 @@ pub struct WriterArgs {
     pub config: WriterConfig,
     /// Woken after every commit: the outbox has new rows for the relay.
     pub committed: Arc<tokio::sync::Notify>,
+    /// Faults a test asks the next commits for.
+    pub faults: Arc<CommitFaults>,
 }
 
 /// The persistence actor. See the module docs.
@@ -86,6 +106,7 @@ impl Actor for WriterActor {
                 state.num_in_flight -= 1;
                 state.flush(&myself);
             }
+            #[cfg(feature = "test-hooks")]
             WriterMessage::Crash => panic!("writer crash requested"),
         }
         Ok(())
@@ -107,123 +128,49 @@ impl WriterState {
     /// Starts commits for buffered drafts while commit slots are free.
     fn flush(&mut self, myself: &ActorRef<WriterMessage>) {
         let config = self.args.config;
+        let now = tokio::time::Instant::now();
         while !self.buffer.is_empty() && self.num_in_flight < config.max_concurrent_commits {
             let take = self.buffer.len().min(config.max_batch);
-            let mut batch: Vec<Draft> = self.buffer.drain(..take).collect();
-            for draft in &mut batch {
-                draft.settlement.mark_committing();
+            let batch: Vec<Draft> = self
+                .buffer
+                .drain(..take)
+                .filter_map(|draft| admit(draft, now, config.send_budget()))
+                .collect();
+            if batch.is_empty() {
+                continue;
             }
             self.num_in_flight += 1;
             let args = self.args.clone();
-            let myself = myself.clone();
+            let done = CommitDone(myself.clone());
             tokio::spawn(async move {
-                commit_batch(&args, batch).await;
-                let _ = myself.cast(WriterMessage::CommitDone);
+                commit::commit_batch(&args, batch).await;
+                drop(done);
             });
         }
     }
 }
 
-/// What became of a batch.
-enum Outcome {
-    Committed(Vec<NewOrder>),
-    NotCommitted,
-    /// The commit failed in a way that may have landed anyway; settle after checking.
-    Unknown(i64),
-}
-
-async fn commit_batch(args: &WriterArgs, batch: Vec<Draft>) {
-    let started = Instant::now();
-    let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-    let outcome = match args.ids.take(count).await {
-        Err(err) => {
-            tracing::error!(error = %err, "cannot reserve order ids");
-            Outcome::NotCommitted
-        }
-        Ok(first_id) => {
-            let orders: Vec<NewOrder> = (first_id..)
-                .zip(&batch)
-                .map(|(id, draft)| draft.order.with_id(id))
-                .collect();
-            match args.store.commit_orders(&orders).await {
-                Ok(()) => Outcome::Committed(orders),
-                Err(err) => {
-                    tracing::error!(error = %err, batch = batch.len(), "batch commit failed");
-                    Outcome::Unknown(first_id)
-                }
-            }
-        }
-    };
-    metrics::histogram!("hurry_batch_size").record(batch.len() as f64);
-    metrics::histogram!("hurry_commit_seconds").record(started.elapsed().as_secs_f64());
-    match outcome {
-        Outcome::Committed(orders) => {
-            args.committed.notify_one();
-            for (draft, order) in batch.into_iter().zip(orders) {
-                draft.settlement.settle(true);
-                let _ = draft.reply.send(Ok(order.to_record()));
-            }
-        }
-        Outcome::NotCommitted => refuse_all(batch),
-        Outcome::Unknown(first_id) => settle_unknown(args, batch, first_id).await,
+/// The draft, claimed for the store, if its caller still waits with time for the commit;
+/// otherwise it is answered `Unavailable` and its units go back (it never reaches the store).
+fn admit(draft: Draft, now: tokio::time::Instant, budget: Duration) -> Option<Draft> {
+    let in_time = draft.deadline.saturating_duration_since(now) >= budget;
+    if in_time && draft.ticket.send() {
+        let mut draft = draft;
+        draft.settlement.mark_committing();
+        return Some(draft);
     }
+    draft.ticket.abandon();
+    draft.settlement.settle(false);
+    // The caller may have stopped listening; then nobody hears this.
+    let _ = draft.reply.send(Err(DropError::Unavailable.into()));
+    None
 }
 
-/// A failed commit may still have landed. Ask the store at once: when it answers, settle and
-/// answer for real (the units are back, or the orders exist, before the shoppers hear of it).
-/// When it cannot answer, the shoppers get `Unavailable` now and the units stay held until a
-/// background check can tell.
-async fn settle_unknown(args: &WriterArgs, batch: Vec<Draft>, first_id: i64) {
-    match args.store.order_by_id(first_id).await {
-        Ok(Some(_)) => {
-            tracing::warn!(first_id, "a batch reported as failed was committed");
-            let orders: Vec<NewOrder> = (first_id..)
-                .zip(&batch)
-                .map(|(id, draft)| draft.order.with_id(id))
-                .collect();
-            for (draft, order) in batch.into_iter().zip(orders) {
-                draft.settlement.settle(true);
-                let _ = draft.reply.send(Ok(order.to_record()));
-            }
-        }
-        Ok(None) => refuse_all(batch),
-        Err(_) => {
-            let mut settlements = Vec::with_capacity(batch.len());
-            for draft in batch {
-                let _ = draft.reply.send(Err(DropError::Unavailable));
-                settlements.push(draft.settlement);
-            }
-            let store = args.store.clone();
-            tokio::spawn(async move {
-                let committed = batch_landed(store.as_ref(), first_id).await;
-                for settlement in settlements {
-                    settlement.settle(committed);
-                }
-            });
-        }
-    }
-}
+/// Tells the writer a commit slot is free when dropped, also when the commit task panicked.
+struct CommitDone(ActorRef<WriterMessage>);
 
-/// Settles every draft of a batch that is known not to be committed and answers `Unavailable`.
-fn refuse_all(batch: Vec<Draft>) {
-    for draft in batch {
-        // The actor hears first, so a shopper's retry finds the units back.
-        draft.settlement.settle(false);
-        let _ = draft.reply.send(Err(DropError::Unavailable));
-    }
-}
-
-/// Whether the batch whose first order is `first_id` is in the store, asking until it answers.
-async fn batch_landed(store: &dyn Store, first_id: i64) -> bool {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match store.order_by_id(first_id).await {
-            Ok(found) => return found.is_some(),
-            Err(err) => {
-                tracing::warn!(error = %err, first_id, "cannot check a failed batch yet");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
+impl Drop for CommitDone {
+    fn drop(&mut self) {
+        let _ = self.0.cast(WriterMessage::CommitDone);
     }
 }

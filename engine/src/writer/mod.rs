@@ -1,22 +1,36 @@
 //! Group commit: order drafts from many purchases are written in one transaction per batch.
 //!
-//! - [`actor`]: [`WriterActor`], which collects drafts by size or by a short window and commits.
+//! - [`actor`]: [`WriterActor`], which collects drafts by size or by a short window.
+//! - [`commit`]: a batch's way through the store, and how a commit in doubt is settled.
+//! - [`ticket`]: [`Ticket`], which tells whether a draft's caller or the writer decided first.
+//! - [`settlement`]: [`Settlement`], how a draft's units are settled with its drop.
+//! - [`outcome`]: [`InDoubt`] and [`Settled`], the answer to a commit the store could not tell.
 //! - [`ids`]: [`IdAllocator`], which hands out order ids in blocks reserved in the store.
 
 pub mod actor;
+mod commit;
 pub mod ids;
+pub mod outcome;
+pub mod settlement;
+pub mod ticket;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use hurry_persistence::{IdempotencyEntry, NewOrder, OrderLine, OrderRecord};
-use ractor::{ActorRef, RpcReplyPort};
+use ractor::ActorRef;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 pub use actor::{WriterActor, WriterArgs, WriterConfig};
+pub use commit::{CommitFault, CommitFaults};
 pub use ids::IdAllocator;
+pub use outcome::{InDoubt, Settled};
+pub use settlement::Settlement;
+pub use ticket::Ticket;
 
-use crate::domain::{OrderStatus, Quantity};
-use crate::drop::{DropError, DropSlot, ItemMessage};
+use crate::domain::OrderStatus;
+use crate::seller::PurchaseError;
 
 /// An order before it has an id.
 #[derive(Debug, Clone)]
@@ -46,107 +60,20 @@ impl DraftOrder {
     }
 }
 
-/// Whom to tell once a draft is known to be committed or not. Dropping an unsettled
-/// settlement settles it as not committed (a writer that dies with drafts in its buffer gives
-/// their units back this way), unless its batch had already gone to the store: then the
-/// outcome is unknown, so the units stay held and only the in-flight count is released, so
-/// that a restarted item actor can recount from the store.
-#[derive(Debug)]
-pub struct Settlement {
-    target: Option<SettleTarget>,
-    committing: bool,
-}
+/// Where the shopper's answer goes: the order once committed, or why not.
+pub type Reply = oneshot::Sender<Result<OrderRecord, PurchaseError>>;
 
-#[derive(Debug)]
-enum SettleTarget {
-    /// Units reserved by a drop's item actor.
-    Drop {
-        actor: ActorRef<ItemMessage>,
-        slot: Arc<DropSlot>,
-        user_id: i64,
-        quantity: Quantity,
-    },
-}
-
-impl Settlement {
-    /// Units of a drop, reserved by `actor` for `user_id`.
-    pub fn drop_units(
-        actor: ActorRef<ItemMessage>,
-        slot: Arc<DropSlot>,
-        user_id: i64,
-        quantity: Quantity,
-    ) -> Self {
-        slot.draft_started();
-        Self {
-            target: Some(SettleTarget::Drop {
-                actor,
-                slot,
-                user_id,
-                quantity,
-            }),
-            committing: false,
-        }
-    }
-
-    /// The draft's batch is going to the store.
-    pub fn mark_committing(&mut self) {
-        self.committing = true;
-    }
-
-    /// Reports the outcome; a dead actor is fine (its successor counts from the store).
-    pub fn settle(mut self, committed: bool) {
-        if let Some(target) = self.target.take() {
-            target.settle(committed);
-        }
-    }
-}
-
-impl SettleTarget {
-    fn settle(self, committed: bool) {
-        match self {
-            SettleTarget::Drop {
-                actor,
-                slot,
-                user_id,
-                quantity,
-            } => {
-                let _ = actor.cast(ItemMessage::Settle {
-                    user_id,
-                    quantity,
-                    committed,
-                });
-                slot.draft_settled();
-            }
-        }
-    }
-
-    fn abandon(self) {
-        match self {
-            SettleTarget::Drop { slot, .. } => slot.draft_settled(),
-        }
-    }
-}
-
-impl Drop for Settlement {
-    fn drop(&mut self) {
-        let Some(target) = self.target.take() else {
-            return;
-        };
-        if self.committing {
-            tracing::error!("a draft was dropped while its commit was in doubt; units stay held");
-            target.abandon();
-        } else {
-            target.settle(false);
-        }
-    }
-}
-
-/// One order waiting to be written, with the shopper's reply port.
+/// One order waiting to be written, with the shopper's reply.
 #[derive(Debug)]
 pub struct Draft {
     pub order: DraftOrder,
     pub settlement: Settlement,
-    pub reply: RpcReplyPort<Result<OrderRecord, DropError>>,
+    /// Shared with the caller: the writer sends the draft only if the caller still waits.
+    pub ticket: Arc<Ticket>,
+    /// When the caller stops waiting: the draft goes to the store only with time left to
+    /// commit before it.
+    pub deadline: Instant,
+    pub reply: Reply,
 }
 
 /// Messages the [`WriterActor`] handles.
@@ -158,6 +85,35 @@ pub enum WriterMessage {
     Flush,
     /// A batch commit finished (either way).
     CommitDone,
-    /// Panics the writer. Used by tests and drills to prove supervision and recovery.
+    /// Panics the writer. Tests and drills prove supervision and recovery with it.
+    #[cfg(feature = "test-hooks")]
     Crash,
+}
+
+/// The writer now serving: the engine supervisor replaces it when it restarts the writer,
+/// and every item actor hands its drafts to whichever one this holds at that moment.
+#[derive(Debug, Clone)]
+pub struct WriterHandle(Arc<RwLock<ActorRef<WriterMessage>>>);
+
+impl WriterHandle {
+    /// A handle on `writer`.
+    pub fn new(writer: ActorRef<WriterMessage>) -> Self {
+        Self(Arc::new(RwLock::new(writer)))
+    }
+
+    /// The writer serving now.
+    pub fn current(&self) -> ActorRef<WriterMessage> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Makes `writer` the one serving.
+    pub fn replace(&self, writer: ActorRef<WriterMessage>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = writer;
+    }
 }

@@ -9,12 +9,14 @@ mod orders;
 mod sessions;
 mod users;
 mod verification;
+mod writer;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions as _, Connection as _, Row};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StoreError;
@@ -25,10 +27,24 @@ use crate::ConnectOptions;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// A [`Store`] on PostgreSQL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The connections batch writes go through (see [`writer`]).
+    writers: Arc<writer::Writers>,
+    /// The connection holding the drops claim ([`Store::claim_drops`]), while held.
+    drops_claim: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
+    connect: PgConnectOptions,
 }
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+/// Key of the drops claim's advisory lock (per database, like every advisory lock).
+const DROPS_LOCK: i64 = 0x6875_7272_7964_726f; // "hurrydro"
 
 const ITEM_COLUMNS: &str = "i.id, i.seller_id, i.name, i.description, i.price, i.stock, \
      i.created_at, d.opens_at, d.closes_at, d.per_user_limit, d.total_units";
@@ -54,10 +70,22 @@ impl PgStore {
                     Ok(true)
                 })
             })
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let writers = writer::Writers::new(
+            &connect,
+            options.max_connections,
+            options.commit_timeout,
+            options.write_deadline(),
+            ping_idle_after,
+        );
+        Ok(Self {
+            pool,
+            writers: Arc::new(writers),
+            drops_claim: Arc::default(),
+            connect,
+        })
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -194,5 +222,31 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(next - i64::from(count))
+    }
+
+    async fn claim_drops(&self) -> Result<bool, StoreError> {
+        let mut held = self.drops_claim.lock().await;
+        if held.is_some() {
+            return Ok(true);
+        }
+        let options = self.connect.clone().application_name("hurry-drops");
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(DROPS_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if !claimed {
+            return Ok(false);
+        }
+        writer::fence_earlier_writers(&mut conn).await?;
+        *held = Some(conn);
+        Ok(true)
+    }
+
+    async fn release_drops(&self) {
+        if let Some(conn) = self.drops_claim.lock().await.take() {
+            // Closing the session ends its advisory lock.
+            let _ = conn.close().await;
+        }
     }
 }

@@ -1,13 +1,34 @@
 //! Orders and batched order writes on PostgreSQL.
 
+use std::sync::Arc;
+
 use super::*;
+use crate::comparison::DropOrderTuple;
 use crate::store::OrderStore;
 use crate::store::{order_created_payload, price_lines};
+use crate::DropOrderRow;
 
 #[async_trait]
 impl OrderStore for PgStore {
-    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
-        insert_orders(&self.pool, orders).await
+    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError> {
+        let columns = Arc::new(BatchColumns::from_orders(orders));
+        self.writers
+            .write(move |conn| {
+                Box::pin(async move { columns.insert().fetch_all(&mut *conn).await })
+            })
+            .await
+    }
+
+    async fn settle_orders(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        // A connection of its own: what broke the write may have broken the pooled ones too.
+        let mut conn = sqlx::PgConnection::connect_with(&self.connect).await?;
+        self.writers.fence(&mut conn).await?;
+        let stored = sqlx::query_scalar("SELECT id FROM orders WHERE id = ANY($1) ORDER BY id")
+            .bind(ids)
+            .fetch_all(&mut conn)
+            .await?;
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(stored)
     }
 
     async fn place_order(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
@@ -40,7 +61,12 @@ impl OrderStore for PgStore {
         .bind(&quantities)
         .execute(&mut *tx)
         .await?;
-        insert_orders(&mut *tx, std::slice::from_ref(&new_order)).await?;
+        let written = insert_orders(&mut tx, std::slice::from_ref(&new_order)).await?;
+        if written.is_empty() {
+            // The key was stored before: nothing of this order may stay.
+            tx.rollback().await?;
+            return Ok(Placement::Repeat);
+        }
         if order.from_cart {
             sqlx::query("DELETE FROM cart_items WHERE user_id = $1 AND item_id = ANY($2)")
                 .bind(order.user_id)
@@ -48,7 +74,7 @@ impl OrderStore for PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(StoreError::from_write)?;
         Ok(Placement::Placed(new_order.to_record()))
     }
 
@@ -157,6 +183,20 @@ impl OrderStore for PgStore {
             .await?;
         Ok(users)
     }
+
+    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
+        let rows: Vec<DropOrderTuple> = sqlx::query_as(
+            "SELECT o.id, o.user_id, SUM(l.quantity)::BIGINT, o.status, \
+                 (SELECT MIN(k.key) FROM idempotency_keys k \
+                  WHERE k.user_id = o.user_id AND k.order_id = o.id) \
+             FROM order_lines l JOIN orders o ON o.id = l.order_id \
+             WHERE l.item_id = $1 GROUP BY o.id ORDER BY o.id",
+        )
+        .bind(item_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(DropOrderRow::from).collect())
+    }
 }
 
 /// A batch of orders turned into one array per column, for `UNNEST`.
@@ -178,6 +218,9 @@ struct BatchColumns {
     keys: Vec<String>,
     key_hashes: Vec<String>,
     key_order_ids: Vec<i64>,
+    keyed: Vec<bool>,
+    event_ids: Vec<uuid::Uuid>,
+    payloads: Vec<String>,
 }
 
 impl BatchColumns {
@@ -204,60 +247,77 @@ impl BatchColumns {
                 columns.key_hashes.push(entry.request_hash.clone());
                 columns.key_order_ids.push(order.id);
             }
+            columns.keyed.push(order.idempotency.is_some());
+            columns.event_ids.push(uuid::Uuid::new_v4());
+            columns.payloads.push(order_created_payload(order));
         }
         columns
     }
-}
 
-/// Writes orders with their lines, idempotency keys and `order.created` events in one
-/// statement (one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs for orders,
-/// lines and idempotency keys, and the outbox insert as the main statement.
-pub(super) async fn insert_orders<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
-    orders: &[NewOrder],
-) -> Result<(), StoreError> {
-    // One statement (so one round trip, atomic without BEGIN/COMMIT): data-modifying CTEs
-    // for orders, lines and idempotency keys, and the outbox insert as the main statement.
-    // Foreign keys are checked at the end of the statement, when the orders exist.
-    let columns = BatchColumns::from_orders(orders);
-    let event_ids: Vec<uuid::Uuid> = orders.iter().map(|_| uuid::Uuid::new_v4()).collect();
-    let payloads: Vec<String> = orders.iter().map(order_created_payload).collect();
-    sqlx::query(
-            "WITH new_orders AS ( \
-                 INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
-                 SELECT id, user_id, status, amount, due, created, created FROM UNNEST( \
-                     $1::int8[], $2::int8[], $3::text[], $4::int8[], $5::timestamptz[], $6::timestamptz[]) \
-                     AS t(id, user_id, status, amount, due, created)), \
-             new_lines AS ( \
-                 INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
-                 SELECT * FROM UNNEST($7::int8[], $8::int4[], $9::int8[], $10::int8[], $11::int8[], $12::int8[])), \
-             new_keys AS ( \
+    /// The batch as one statement (one round trip, atomic without BEGIN/COMMIT), answering
+    /// the ids it wrote. Data-modifying CTEs see one snapshot, so they are chained through
+    /// what they return: the keys go in first with `ON CONFLICT DO NOTHING` (a key stored
+    /// before, or by a concurrent batch, which the unique check waits for, is left out and
+    /// returns nothing); `kept` is every unkeyed order and every keyed one whose key went in;
+    /// the orders, their lines and their `order.created` events are written for `kept` only.
+    /// Foreign keys are checked at the end of the statement, when the orders exist.
+    fn insert(
+        &self,
+    ) -> sqlx::query::QueryScalar<'_, sqlx::Postgres, i64, sqlx::postgres::PgArguments> {
+        sqlx::query_scalar(
+            "WITH new_keys AS ( \
                  INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
                  SELECT u, k, h, 201, o, now() FROM UNNEST($13::int8[], $14::text[], $15::text[], $16::int8[]) \
-                     AS t(u, k, h, o)) \
-             INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-             SELECT e, 'order.created', 1, a, o, p::json FROM UNNEST( \
-                 $17::uuid[], $1::int8[], $6::timestamptz[], $18::text[]) AS t(e, a, o, p)",
+                     AS t(u, k, h, o) \
+                 ON CONFLICT DO NOTHING RETURNING order_id), \
+             kept AS ( \
+                 SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::int8[], \
+                     $5::timestamptz[], $6::timestamptz[], $17::bool[], $18::uuid[], $19::text[]) \
+                     AS t(id, user_id, status, amount, due, created, keyed, event_id, payload) \
+                 WHERE NOT keyed OR id IN (SELECT order_id FROM new_keys)), \
+             new_orders AS ( \
+                 INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
+                 SELECT id, user_id, status, amount, due, created, created FROM kept), \
+             new_lines AS ( \
+                 INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
+                 SELECT * FROM UNNEST($7::int8[], $8::int4[], $9::int8[], $10::int8[], $11::int8[], $12::int8[]) \
+                     AS l(order_id, line_no, item_id, quantity, unit_price, amount) \
+                 WHERE order_id IN (SELECT id FROM kept)), \
+             new_events AS ( \
+                 INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+                 SELECT event_id, 'order.created', 1, id, created, payload::json FROM kept) \
+             SELECT id FROM kept ORDER BY id",
         )
-        .bind(&columns.order_ids)
-        .bind(&columns.user_ids)
-        .bind(&columns.statuses)
-        .bind(&columns.amounts)
-        .bind(&columns.due)
-        .bind(&columns.created)
-        .bind(&columns.line_order_ids)
-        .bind(&columns.line_numbers)
-        .bind(&columns.line_item_ids)
-        .bind(&columns.line_quantities)
-        .bind(&columns.line_prices)
-        .bind(&columns.line_amounts)
-        .bind(&columns.key_user_ids)
-        .bind(&columns.keys)
-        .bind(&columns.key_hashes)
-        .bind(&columns.key_order_ids)
-        .bind(&event_ids)
-        .bind(&payloads)
-        .execute(executor)
-        .await?;
-    Ok(())
+        .bind(&self.order_ids)
+        .bind(&self.user_ids)
+        .bind(&self.statuses)
+        .bind(&self.amounts)
+        .bind(&self.due)
+        .bind(&self.created)
+        .bind(&self.line_order_ids)
+        .bind(&self.line_numbers)
+        .bind(&self.line_item_ids)
+        .bind(&self.line_quantities)
+        .bind(&self.line_prices)
+        .bind(&self.line_amounts)
+        .bind(&self.key_user_ids)
+        .bind(&self.keys)
+        .bind(&self.key_hashes)
+        .bind(&self.key_order_ids)
+        .bind(&self.keyed)
+        .bind(&self.event_ids)
+        .bind(&self.payloads)
+    }
+}
+
+/// Writes `orders` on `conn` (inside the caller's transaction) as [`BatchColumns::insert`]
+/// does; answers the ids written.
+pub(super) async fn insert_orders(
+    conn: &mut sqlx::PgConnection,
+    orders: &[NewOrder],
+) -> Result<Vec<i64>, StoreError> {
+    Ok(BatchColumns::from_orders(orders)
+        .insert()
+        .fetch_all(conn)
+        .await?)
 }

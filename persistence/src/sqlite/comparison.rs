@@ -3,8 +3,8 @@
 
 use super::orders::insert_orders;
 use super::*;
-use crate::comparison::{refusal, single_line, within_limit, ComparisonStore, DropOrderTuple};
-use crate::{DropOrderRow, RowPurchase};
+use crate::comparison::{refusal, single_line, within_limit, ComparisonStore};
+use crate::RowPurchase;
 
 /// Units of `item_id` that `user_id` holds (in orders that have not released them).
 async fn held_by(
@@ -82,8 +82,15 @@ impl ComparisonStore for SqliteStore {
         if !within_limit(held, quantity, per_user_limit) {
             return Ok(RowPurchase::LimitReached);
         }
-        insert_orders(&mut tx, std::slice::from_ref(order)).await?;
-        tx.commit().await?;
+        if insert_orders(&mut tx, std::slice::from_ref(order))
+            .await?
+            .is_empty()
+        {
+            // The key was stored before: the units go back with the rollback.
+            tx.rollback().await?;
+            return Ok(RowPurchase::Repeat);
+        }
+        tx.commit().await.map_err(StoreError::from_write)?;
         Ok(RowPurchase::Placed)
     }
 
@@ -94,19 +101,5 @@ impl ComparisonStore for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?,
         )
-    }
-
-    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
-        let rows: Vec<DropOrderTuple> = sqlx::query_as(
-            "SELECT o.id, o.user_id, SUM(l.quantity), o.status, \
-                 (SELECT MIN(k.key) FROM idempotency_keys k \
-                  WHERE k.user_id = o.user_id AND k.order_id = o.id) \
-             FROM order_lines l JOIN orders o ON o.id = l.order_id \
-             WHERE l.item_id = ? GROUP BY o.id ORDER BY o.id",
-        )
-        .bind(item_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(DropOrderRow::from).collect())
     }
 }

@@ -44,6 +44,13 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Every write: one connection.
     writer: SqlitePool,
+    /// How long a batch write may go without an answer before it is in doubt.
+    write_deadline: Duration,
+    /// `PATH.lock`, whose lock is the drops claim ([`Store::claim_drops`]); `None` for an
+    /// in-memory database.
+    lock_path: Option<std::path::PathBuf>,
+    /// The locked file while the claim is held.
+    drops_claim: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 impl SqliteStore {
@@ -58,11 +65,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         // No ping before each use: the connection is in-process (a ping is a round trip to its
         // worker thread) and does not break the way a network connection does.
+        // The writer waits for SQLite's lock at most a batch's commit timeout.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(connect.clone())
+            .connect_with(connect.clone().busy_timeout(options.commit_timeout))
             .await?;
         MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
@@ -71,7 +79,17 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            writer,
+            write_deadline: options.write_deadline(),
+            lock_path: database_path(&options.url).map(|path| {
+                let mut name = path.into_os_string();
+                name.push(".lock");
+                std::path::PathBuf::from(name)
+            }),
+            drops_claim: std::sync::Arc::default(),
+        })
     }
 
     /// The pool, for tests and tools that need raw SQL.
@@ -130,17 +148,22 @@ impl SqliteStore {
     }
 }
 
-fn create_parent_folder(url: &str) -> Result<(), StoreError> {
+/// The file of a `sqlite:` url; `None` for an in-memory database.
+fn database_path(url: &str) -> Option<std::path::PathBuf> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+fn create_parent_folder(url: &str) -> Result<(), StoreError> {
+    let Some(path) = database_path(url) else {
         return Ok(());
-    }
-    if let Some(parent) = std::path::Path::new(path).parent() {
+    };
+    if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             std::fs::create_dir_all(parent)
                 .map_err(|err| StoreError::Config(format!("cannot create {parent:?}: {err}")))?;
@@ -223,5 +246,42 @@ impl Store for SqliteStore {
         .fetch_one(&self.writer)
         .await?;
         Ok(next - i64::from(count))
+    }
+
+    async fn claim_drops(&self) -> Result<bool, StoreError> {
+        let Some(path) = &self.lock_path else {
+            return Ok(true);
+        };
+        let mut held = self
+            .drops_claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if held.is_some() {
+            return Ok(true);
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|err| StoreError::Config(format!("cannot open {path:?}: {err}")))?;
+        match file.try_lock() {
+            Ok(()) => {
+                *held = Some(file);
+                Ok(true)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+            Err(std::fs::TryLockError::Error(err)) => {
+                Err(StoreError::Config(format!("cannot lock {path:?}: {err}")))
+            }
+        }
+    }
+
+    async fn release_drops(&self) {
+        // Closing the file ends its lock.
+        self.drops_claim
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
     }
 }

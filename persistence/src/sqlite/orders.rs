@@ -1,16 +1,37 @@
 //! Orders and batched order writes on SQLite.
 
 use super::*;
+use crate::comparison::DropOrderTuple;
 use crate::store::OrderStore;
 use crate::store::{order_created_payload, price_lines};
+use crate::DropOrderRow;
 
 #[async_trait]
 impl OrderStore for SqliteStore {
-    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        insert_orders(&mut tx, orders).await?;
-        tx.commit().await?;
-        Ok(())
+    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError> {
+        // Waiting for the one writer connection sends nothing: only the write can be in doubt.
+        let mut conn = self.writer.acquire().await?;
+        let write = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let written = insert_orders(&mut tx, orders).await?;
+            tx.commit().await.map_err(StoreError::from_write)?;
+            Ok(written)
+        };
+        // A write cut off here is rolled back, or committed, before the writer connection
+        // does anything else: settle_orders reads through that same connection.
+        tokio::time::timeout(self.write_deadline, write)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::InDoubt("no answer in time".into())))
+    }
+
+    async fn settle_orders(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let ids_json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        )
+        .bind(ids_json)
+        .fetch_all(&self.writer)
+        .await?)
     }
 
     async fn place_order(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
@@ -42,7 +63,14 @@ impl OrderStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        insert_orders(&mut tx, std::slice::from_ref(&new_order)).await?;
+        if insert_orders(&mut tx, std::slice::from_ref(&new_order))
+            .await?
+            .is_empty()
+        {
+            // The key was stored before: nothing of this order may stay.
+            tx.rollback().await?;
+            return Ok(Placement::Repeat);
+        }
         if order.from_cart {
             sqlx::query(
                 "DELETE FROM cart_items WHERE user_id = ? \
@@ -53,7 +81,7 @@ impl OrderStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(StoreError::from_write)?;
         Ok(Placement::Placed(new_order.to_record()))
     }
 
@@ -154,65 +182,87 @@ impl OrderStore for SqliteStore {
             .await?;
         Ok(users)
     }
+
+    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
+        let rows: Vec<DropOrderTuple> = sqlx::query_as(
+            "SELECT o.id, o.user_id, SUM(l.quantity), o.status, \
+                 (SELECT MIN(k.key) FROM idempotency_keys k \
+                  WHERE k.user_id = o.user_id AND k.order_id = o.id) \
+             FROM order_lines l JOIN orders o ON o.id = l.order_id \
+             WHERE l.item_id = ? GROUP BY o.id ORDER BY o.id",
+        )
+        .bind(item_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(DropOrderRow::from).collect())
+    }
 }
 
 /// Writes orders with their lines, idempotency keys and `order.created` events on `conn`
-/// (inside the caller's transaction).
+/// (inside the caller's transaction); answers the ids written. A keyed order whose key the
+/// user stored before is left out.
 pub(super) async fn insert_orders(
     conn: &mut sqlx::SqliteConnection,
     orders: &[NewOrder],
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
+    let mut written = Vec::with_capacity(orders.len());
     for order in orders {
-        sqlx::query(
-                "INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+        if let Some(entry) = &order.idempotency {
+            let fresh = sqlx::query(
+                "INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
+                 VALUES (?, ?, ?, 201, ?, ?) ON CONFLICT DO NOTHING",
             )
-            .bind(order.id)
             .bind(order.user_id)
-            .bind(&order.status)
-            .bind(order.amount)
-            .bind(order.payment_due_at)
-            .bind(order.created_at)
+            .bind(&entry.key)
+            .bind(&entry.request_hash)
+            .bind(order.id)
             .bind(order.created_at)
             .execute(&mut *conn)
-            .await?;
+            .await?
+            .rows_affected()
+                == 1;
+            if !fresh {
+                continue;
+            }
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, user_id, status, amount, payment_due_at, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(order.id)
+        .bind(order.user_id)
+        .bind(&order.status)
+        .bind(order.amount)
+        .bind(order.payment_due_at)
+        .bind(order.created_at)
+        .bind(order.created_at)
+        .execute(&mut *conn)
+        .await?;
         for (line_no, line) in (1_i64..).zip(&order.lines) {
             sqlx::query(
-                    "INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
-                     VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(order.id)
-                .bind(line_no)
-                .bind(line.item_id)
-                .bind(line.quantity)
-                .bind(line.unit_price)
-                .bind(line.amount)
-                .execute(&mut *conn)
-                .await?;
-        }
-        if let Some(entry) = &order.idempotency {
-            sqlx::query(
-                    "INSERT INTO idempotency_keys (user_id, key, request_hash, status_code, order_id, created_at) \
-                     VALUES (?, ?, ?, 201, ?, ?)",
-                )
-                .bind(order.user_id)
-                .bind(&entry.key)
-                .bind(&entry.request_hash)
-                .bind(order.id)
-                .bind(order.created_at)
-                .execute(&mut *conn)
-                .await?;
-        }
-        sqlx::query(
-                "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-                 VALUES (?, 'order.created', 1, ?, ?, ?)",
+                "INSERT INTO order_lines (order_id, line_no, item_id, quantity, unit_price, amount) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
-            .bind(uuid::Uuid::new_v4().to_string())
             .bind(order.id)
-            .bind(order.created_at)
-            .bind(order_created_payload(order))
+            .bind(line_no)
+            .bind(line.item_id)
+            .bind(line.quantity)
+            .bind(line.unit_price)
+            .bind(line.amount)
             .execute(&mut *conn)
             .await?;
+        }
+        sqlx::query(
+            "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+             VALUES (?, 'order.created', 1, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(order.id)
+        .bind(order.created_at)
+        .bind(order_created_payload(order))
+        .execute(&mut *conn)
+        .await?;
+        written.push(order.id);
     }
-    Ok(())
+    Ok(written)
 }

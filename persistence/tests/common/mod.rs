@@ -9,8 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use hurry_persistence::{
-    connect, Backend, ConnectOptions, DropSpec, IdempotencyEntry, ItemRecord, NewItem, NewOrder,
-    NewUser, OrderLine, Store, UserRecord,
+    connect_with_comparison, Backend, ComparisonStore, ConnectOptions, DropSpec, IdempotencyEntry,
+    ItemRecord, NewItem, NewOrder, NewUser, OrderLine, Store, UserRecord,
 };
 use sqlx::Connection;
 
@@ -37,6 +37,8 @@ macro_rules! on_both_backends {
 /// A store on a database only this test uses; derefs to the store under test.
 pub struct TestStore {
     pub store: Arc<dyn Store>,
+    /// The same store as the `pg_row` baseline sees it.
+    pub comparison: Arc<dyn ComparisonStore>,
     raw: RawPool,
     // Last: dropping the database needs the pools above to be gone (or forced off).
     _database: TestDatabase,
@@ -56,15 +58,27 @@ impl TestStore {
         let database = TestDatabase::create(backend).await?;
         let mut options = ConnectOptions::new(database.url.clone(), 4);
         adjust(&mut options);
-        let store = connect(&options)
+        let (store, comparison) = connect_with_comparison(&options)
             .await
             .with_context(|| format!("connect the store to {}", database.url))?;
         let raw = RawPool::connect(backend, &database.url).await?;
         Ok(Self {
             store,
+            comparison,
             raw,
             _database: database,
         })
+    }
+
+    /// Another store handle on the same database (as another process would open it).
+    pub async fn second_handle(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let options = ConnectOptions::new(self._database.url.clone(), 2);
+        Ok(connect_with_comparison(&options).await?.0)
+    }
+
+    /// The database's url.
+    pub fn url(&self) -> &str {
+        &self._database.url
     }
 
     /// Rows in `table`, counted behind the store's back.

@@ -45,21 +45,21 @@ async fn init_row_stock_counts_the_units_orders_do_not_hold_and_keeps_an_existin
     .await?;
 
     // Act
-    let before_init = db.row_stock(item).await?;
-    let first = db.init_row_stock(item).await?;
+    let before_init = db.comparison.row_stock(item).await?;
+    let first = db.comparison.init_row_stock(item).await?;
     db.commit_orders(&[order(6, 10, "paid", &[(item, 1)])])
         .await?;
-    let second = db.init_row_stock(item).await?;
-    let of_general = db.init_row_stock(general).await?;
-    let of_unknown = db.init_row_stock(general + 1_000).await?;
+    let second = db.comparison.init_row_stock(item).await?;
+    let of_general = db.comparison.init_row_stock(general).await?;
+    let of_unknown = db.comparison.init_row_stock(general + 1_000).await?;
 
     // Assert
     assert_eq!(before_init, None);
     assert_eq!(first, Some(100 - 2 - 3), "held units only");
     assert_eq!(second, first, "an existing row is kept");
-    assert_eq!(db.row_stock(item).await?, first);
+    assert_eq!(db.comparison.row_stock(item).await?, first);
     assert_eq!((of_general, of_unknown), (None, None));
-    assert_eq!(db.row_stock(general).await?, None);
+    assert_eq!(db.comparison.row_stock(general).await?, None);
     assert_eq!(db.num_rows("drop_row_stock").await?, 1);
     Ok(())
 }
@@ -70,20 +70,20 @@ async fn purchase_row_takes_units_and_writes_the_order_as_a_batch_would(
     // Arrange
     let db = TestStore::open(backend).await?;
     let item = create_drop(&db, 5, 3).await?;
-    db.init_row_stock(item).await?;
+    db.comparison.init_row_stock(item).await?;
     let first = keyed(order(1, 7, "pending_payment", &[(item, 2)]), "k-1", "h-1");
     let second = order(2, 7, "pending_payment", &[(item, 1)]);
     let [orders, lines, keys, outbox] = db.order_table_counts().await?;
 
     // Act
     let placed = [
-        db.purchase_row(&first, 3).await?,
-        db.purchase_row(&second, 3).await?,
+        db.comparison.purchase_row(&first, 3).await?,
+        db.comparison.purchase_row(&second, 3).await?,
     ];
 
     // Assert
     assert_eq!(placed, [RowPurchase::Placed, RowPurchase::Placed]);
-    assert_eq!(db.row_stock(item).await?, Some(2));
+    assert_eq!(db.comparison.row_stock(item).await?, Some(2));
     assert_eq!(db.order_by_id(1).await?, Some(first.to_record()));
     assert_eq!(db.order_by_id(2).await?, Some(second.to_record()));
     let key = db
@@ -114,24 +114,29 @@ async fn purchase_row_refuses_in_the_actors_order_and_writes_nothing(
         order(2, bob, "cancelled", &[(item, 2)]),
     ])
     .await?;
-    db.init_row_stock(item).await?;
+    db.comparison.init_row_stock(item).await?;
     let counts_before = db.order_table_counts().await?;
 
     // Act
     let alice_again = db
+        .comparison
         .purchase_row(&order(10, alice, "pending_payment", &[(item, 1)]), 2)
         .await?;
     let bob_three = db
+        .comparison
         .purchase_row(&order(11, bob, "pending_payment", &[(item, 3)]), 2)
         .await?;
     let counts_after_refusals = db.order_table_counts().await?;
     let bob_two = db
+        .comparison
         .purchase_row(&order(12, bob, "pending_payment", &[(item, 2)]), 2)
         .await?;
     let carol_two = db
+        .comparison
         .purchase_row(&order(13, carol, "pending_payment", &[(item, 2)]), 5)
         .await?;
     let alice_at_limit_when_sold_out = db
+        .comparison
         .purchase_row(&order(14, alice, "pending_payment", &[(item, 1)]), 2)
         .await?;
 
@@ -153,7 +158,7 @@ async fn purchase_row_refuses_in_the_actors_order_and_writes_nothing(
     );
     assert_eq!(carol_two, RowPurchase::SoldOut, "nothing left");
     assert_eq!(alice_at_limit_when_sold_out, RowPurchase::SoldOut);
-    assert_eq!(db.row_stock(item).await?, Some(0));
+    assert_eq!(db.comparison.row_stock(item).await?, Some(0));
     assert_eq!(db.order_by_id(13).await?, None);
     Ok(())
 }
@@ -166,20 +171,26 @@ async fn purchase_row_gives_the_units_back_when_the_order_cannot_be_written(
     let item = create_drop(&db, 3, 2).await?;
     db.commit_orders(&[order(1, 7, "paid", &[(item, 1)])])
         .await?;
-    db.init_row_stock(item).await?;
+    db.comparison.init_row_stock(item).await?;
     let counts_before = db.order_table_counts().await?;
 
     // Act
     let clash = db
+        .comparison
         .purchase_row(&order(1, 8, "pending_payment", &[(item, 2)]), 2)
         .await;
     let insufficient = db
+        .comparison
         .purchase_row(&order(2, 8, "pending_payment", &[(item, 3)]), 5)
         .await?;
 
     // Assert
     ensure!(clash.is_err(), "a clashing order id is refused: {clash:?}");
-    assert_eq!(db.row_stock(item).await?, Some(2), "the units are back");
+    assert_eq!(
+        db.comparison.row_stock(item).await?,
+        Some(2),
+        "the units are back"
+    );
     assert_eq!(db.order_table_counts().await?, counts_before);
     assert_eq!(
         insufficient,
@@ -198,9 +209,9 @@ async fn purchase_row_refuses_an_order_without_one_line_or_without_a_stock_row(
     let one_line = order(2, 7, "pending_payment", &[(item, 1)]);
 
     // Act
-    let without_row = db.purchase_row(&one_line, 5).await;
-    db.init_row_stock(item).await?;
-    let with_two_lines = db.purchase_row(&two_lines, 5).await;
+    let without_row = db.comparison.purchase_row(&one_line, 5).await;
+    db.comparison.init_row_stock(item).await?;
+    let with_two_lines = db.comparison.purchase_row(&two_lines, 5).await;
 
     // Assert
     ensure!(
@@ -212,7 +223,7 @@ async fn purchase_row_refuses_an_order_without_one_line_or_without_a_stock_row(
         "two lines: {with_two_lines:?}"
     );
     assert_eq!(db.num_rows("orders").await?, 0);
-    assert_eq!(db.row_stock(item).await?, Some(10));
+    assert_eq!(db.comparison.row_stock(item).await?, Some(10));
     Ok(())
 }
 
@@ -222,7 +233,7 @@ async fn concurrent_row_purchases_sell_each_unit_once_within_the_limit(
     // Arrange: 10 units, 1 per user; 25 users try twice each, all at once.
     let db = TestStore::open(backend).await?;
     let item = create_drop(&db, 10, 1).await?;
-    db.init_row_stock(item).await?;
+    db.comparison.init_row_stock(item).await?;
     let attempts: Vec<NewOrder> = (1..=50)
         .map(|id| order(id, 100 + id % 25, "pending_payment", &[(item, 1)]))
         .collect();
@@ -251,7 +262,7 @@ async fn concurrent_row_purchases_sell_each_unit_once_within_the_limit(
     buyers.sort_unstable();
     buyers.dedup();
     assert_eq!(buyers.len(), 10, "no buyer twice");
-    assert_eq!(db.row_stock(item).await?, Some(0));
+    assert_eq!(db.comparison.row_stock(item).await?, Some(0));
     assert_eq!(db.num_rows("orders").await?, 10);
     Ok(())
 }
@@ -265,7 +276,7 @@ async fn buy_all_at_once(
         .iter()
         .cloned()
         .map(|attempt| {
-            let store = db.store.clone();
+            let store = db.comparison.clone();
             tokio::spawn(async move { store.purchase_row(&attempt, 1).await })
         })
         .collect();

@@ -14,6 +14,7 @@ mod events;
 mod orders;
 mod pool;
 mod relay;
+mod settle;
 mod shop;
 mod verification;
 

@@ -4,18 +4,21 @@
 //! in one Redis Cluster slot). One Lua script checks stock and the per-user limit and takes
 //! the units atomically; then the order is inserted on its own (one transaction per order, no
 //! batching). An insert that certainly failed gives the units back; one whose outcome is
-//! unknown keeps them taken (never sell a unit twice).
+//! unknown is settled by the store, and stays taken while it cannot tell (never sell a unit
+//! twice).
 
 use std::time::Duration;
 
-use hurry_engine::domain::Quantity;
-use hurry_engine::drop::DropError;
-use hurry_persistence::{DropSpec, IdempotencyEntry, OrderRecord};
+use async_trait::async_trait;
+use hurry_persistence::{DropSpec, OrderRecord};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{count_created, new_order, open_drop, refuse, unavailable, OncePerItem};
-use crate::error::ApiError;
-use crate::state::AppState;
+use super::common::{count_created, new_order, refuse, unavailable, Items, OncePerItem};
+use super::{BaselineError, BaselineParts};
+use crate::domain::Quantity;
+use crate::drop::DropError;
+use crate::seller::{PurchaseError, PurchaseRequest, Seller};
+use crate::writer::InDoubt;
 
 /// Takes `ARGV[2]` units for user `ARGV[1]` under limit `ARGV[3]`. Answers `{code, units}`:
 /// 0 taken (units left), 1 sold out, 2 limit reached, 3 too few units (units left),
@@ -52,8 +55,10 @@ redis.call('HINCRBY', KEYS[2], ARGV[1], -tonumber(ARGV[2]))
 return 1
 ";
 
-/// The `redis_lua` strategy.
-pub struct RedisLua {
+/// The `redis_lua` baseline.
+pub(super) struct RedisLua {
+    parts: BaselineParts,
+    items: Items,
     /// Shared, multiplexed connection (reconnects by itself).
     conn: ConnectionManager,
     prefix: String,
@@ -62,8 +67,6 @@ pub struct RedisLua {
     give_back: redis::Script,
     /// Items whose counter this process has set up.
     seeded: OncePerItem,
-    /// How long a new order may stay unpaid.
-    payment_window: chrono::Duration,
 }
 
 /// What the take script decided.
@@ -74,26 +77,30 @@ enum Take {
 }
 
 impl RedisLua {
-    /// The strategy on the Redis at `url`, keys under `prefix`; connects lazily.
-    pub fn new(url: &str, prefix: &str, payment_window: chrono::Duration) -> anyhow::Result<Self> {
+    /// The baseline on the Redis at `url`, keys under `prefix`; connects lazily.
+    pub(super) fn new(
+        url: &str,
+        prefix: &str,
+        parts: BaselineParts,
+    ) -> Result<Self, BaselineError> {
         if url.is_empty() {
-            anyhow::bail!(
-                "engine.stock_strategy = \"redis_lua\" needs redis.url (HURRY__REDIS__URL)"
-            );
+            return Err(BaselineError::NoRedis);
         }
-        let client = redis::Client::open(url)?;
+        let redis_error = |err: redis::RedisError| BaselineError::Redis(err.to_string());
+        let client = redis::Client::open(url).map_err(redis_error)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(1);
         Ok(Self {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            parts,
+            items: Items::default(),
+            conn: ConnectionManager::new_lazy_with_config(client, config).map_err(redis_error)?,
             prefix: prefix.to_owned(),
             take: redis::Script::new(TAKE),
             seed: redis::Script::new(SEED),
             give_back: redis::Script::new(GIVE_BACK),
             seeded: OncePerItem::default(),
-            payment_window,
         })
     }
 
@@ -105,69 +112,31 @@ impl RedisLua {
         )
     }
 
-    /// Buys `quantity` units of drop `item_id` for `user_id`; the order is committed when
-    /// this returns `Ok`.
-    pub async fn purchase(
+    /// Takes the units in Redis, setting the counter up first (again, once, if it vanished).
+    async fn take_units(
         &self,
-        state: &AppState,
-        item_id: i64,
-        user_id: i64,
-        quantity: Quantity,
-        idempotency: Option<IdempotencyEntry>,
-    ) -> Result<OrderRecord, ApiError> {
-        let (item, spec) = open_drop(state, item_id, chrono::Utc::now()).await?;
+        request: &PurchaseRequest,
+        spec: &DropSpec,
+    ) -> Result<(), PurchaseError> {
+        let item_id = request.item_id;
         let mut taken = Take::NoCounter;
-        // A counter that vanished (flushed, expired by hand) is set up again, once.
         for _ in 0..2 {
             self.seeded
-                .ensure(item_id, || self.set_up(state, item_id, &spec))
+                .ensure(item_id, || self.set_up(item_id, spec))
                 .await?;
-            taken = self.take(item_id, user_id, quantity, &spec).await?;
+            taken = self
+                .take(item_id, request.user_id, request.quantity, spec)
+                .await?;
             if !matches!(taken, Take::NoCounter) {
                 break;
             }
             self.seeded.forget(item_id);
         }
         match taken {
-            Take::Taken => {}
-            Take::Refused(err) => return Err(refuse(err)),
-            Take::NoCounter => return Err(unavailable()),
+            Take::Taken => Ok(()),
+            Take::Refused(err) => Err(refuse(err)),
+            Take::NoCounter => Err(unavailable()),
         }
-        let Ok(id) = state.engine.next_order_id().await else {
-            self.give_back(item_id, user_id, quantity).await;
-            return Err(unavailable());
-        };
-        let order = new_order(
-            id,
-            user_id,
-            &item,
-            quantity,
-            idempotency,
-            self.payment_window,
-        );
-        if let Err(err) = state
-            .store
-            .commit_orders(std::slice::from_ref(&order))
-            .await
-        {
-            tracing::warn!(error = %err, order_id = id, "order insert failed");
-            // The insert may have landed all the same: only give the units back when the
-            // store says it did not.
-            match state.store.order_by_id(id).await {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    self.give_back(item_id, user_id, quantity).await;
-                    return Err(unavailable());
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, order_id = id, "order outcome unknown; units stay taken");
-                    return Err(unavailable());
-                }
-            }
-        }
-        state.engine.outbox_written().notify_one();
-        count_created();
-        Ok(order.to_record())
     }
 
     /// Runs the take script.
@@ -177,7 +146,7 @@ impl RedisLua {
         user_id: i64,
         quantity: Quantity,
         spec: &DropSpec,
-    ) -> Result<Take, ApiError> {
+    ) -> Result<Take, PurchaseError> {
         let (stock, bought) = self.keys(item_id);
         let (code, units): (i64, i64) = self
             .take
@@ -202,13 +171,13 @@ impl RedisLua {
 
     /// Sets the counter to the drop's unsold units and the buyers' hash to what they hold,
     /// unless the counter exists (another node or an earlier run set it up).
-    async fn set_up(
-        &self,
-        state: &AppState,
-        item_id: i64,
-        spec: &DropSpec,
-    ) -> Result<(), ApiError> {
-        let sales = state.store.drop_sales(item_id).await?;
+    async fn set_up(&self, item_id: i64, spec: &DropSpec) -> Result<(), PurchaseError> {
+        let sales = self
+            .parts
+            .store
+            .drop_sales(item_id)
+            .await
+            .map_err(|_| unavailable())?;
         let unsold = (spec.total_units - sales.total()).max(0);
         let (stock, bought) = self.keys(item_id);
         let mut invocation = self.seed.key(stock);
@@ -245,19 +214,86 @@ impl RedisLua {
         }
     }
 
-    /// The counter of `item_id`; `None` when it is not set up.
-    pub async fn available(&self, item_id: i64) -> Result<Option<i64>, ApiError> {
+    /// Whether order `id`, whose insert ended in doubt, is stored: `None` while the store
+    /// cannot tell.
+    async fn landed(&self, id: i64) -> Option<bool> {
+        match self.parts.store.settle_orders(&[id]).await {
+            Ok(stored) => Some(stored.contains(&id)),
+            Err(err) => {
+                tracing::error!(error = %err, order_id = id, "order outcome unknown; units stay taken");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Seller for RedisLua {
+    fn refusal(&self, _item_id: i64) -> Option<PurchaseError> {
+        None
+    }
+
+    async fn purchase(&self, request: PurchaseRequest) -> Result<OrderRecord, PurchaseError> {
+        let parts = &self.parts;
+        let (item_id, user_id, quantity) = (request.item_id, request.user_id, request.quantity);
+        let (item, spec) = self
+            .items
+            .open_drop(parts.store.as_ref(), item_id, chrono::Utc::now())
+            .await?;
+        self.take_units(&request, &spec).await?;
+        let Ok(id) = parts.order_ids.take(1).await else {
+            self.give_back(item_id, user_id, quantity).await;
+            return Err(unavailable());
+        };
+        let order = new_order(
+            id,
+            user_id,
+            &item,
+            quantity,
+            request.idempotency,
+            parts.payment_window,
+        );
+        let written = match parts
+            .store
+            .commit_orders(std::slice::from_ref(&order))
+            .await
+        {
+            Ok(written) => !written.is_empty(),
+            Err(err) if err.is_in_doubt() => match self.landed(id).await {
+                Some(landed) => landed,
+                None => return Err(PurchaseError::OutcomeUnknown(InDoubt::lost())),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, order_id = id, "order insert failed");
+                false
+            }
+        };
+        if !written {
+            self.give_back(item_id, user_id, quantity).await;
+            return Err(if order.idempotency.is_some() {
+                PurchaseError::Repeat
+            } else {
+                unavailable()
+            });
+        }
+        parts.outbox_written.notify_one();
+        count_created();
+        Ok(order.to_record())
+    }
+
+    async fn available(&self, item_id: i64) -> Option<i64> {
         let (stock, _) = self.keys(item_id);
         redis::cmd("GET")
             .arg(stock)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(redis_down)
+            .ok()
+            .flatten()
     }
 }
 
-/// Redis did not answer: `503 unavailable`.
-fn redis_down(err: redis::RedisError) -> ApiError {
+/// Redis did not answer: `Unavailable`.
+fn redis_down(err: redis::RedisError) -> PurchaseError {
     tracing::warn!(error = %err, "redis unavailable");
     unavailable()
 }
