@@ -11,7 +11,7 @@ use crate::conn::Pool;
 use crate::cpu;
 use crate::report::{Report, RunConfig};
 use crate::runner::{self, Load};
-use crate::schedule::{ArrivalModel, KeyPolicy, Plan};
+use crate::schedule::{ArrivalModel, ClosedLoop, KeyPolicy, Plan, Workload};
 use crate::stats::{Outcome, Summary};
 
 /// The drop and the load to put on it.
@@ -47,14 +47,15 @@ pub struct DropArgs {
     /// Units per purchase attempt.
     #[arg(long, default_value_t = 1)]
     pub quantity: i64,
-    /// How attempts arrive.
+    /// How attempts arrive: planned (`constant`, `ramp`, `burst`) or, `closed`, each
+    /// connection's next as soon as its last is answered, going round the shoppers.
     #[arg(long, value_enum, default_value_t = ArrivalModel::Burst)]
     pub arrival: ArrivalModel,
     /// Attempts per second on average (retries on top); default: every shopper once over the
-    /// duration.
+    /// duration. Not with `--arrival closed`, where the server sets the pace.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Seconds over which attempts arrive.
+    /// Seconds over which attempts arrive (closed: over which new ones start).
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
     /// Most attempts in flight: the keep-alive connections to each run.
@@ -63,11 +64,11 @@ pub struct DropArgs {
     /// Share of attempts sent again with the same Idempotency-Key.
     #[arg(long, default_value_t = 0.02)]
     pub retry_share: f64,
-    /// Which attempts carry an Idempotency-Key: `all` (a careful client) or `retried` (only
-    /// the ones sent twice).
+    /// Which attempts carry an Idempotency-Key (each request its own): `all` (a careful
+    /// client) or `retried` (only the ones sent twice).
     #[arg(long, value_enum, default_value_t = KeyPolicy::All)]
     pub keys: KeyPolicy,
-    /// Milliseconds after its original that a retry is sent.
+    /// Milliseconds after its original that a retry is sent (closed: right after its answer).
     #[arg(long, default_value_t = 20)]
     pub retry_after_ms: u64,
     /// With `--arrival burst`: share of attempts in the first second.
@@ -96,6 +97,9 @@ impl DropArgs {
         }
         if !(0.0..=1.0).contains(&self.retry_share) || !(0.0..=1.0).contains(&self.burst_share) {
             bail!("--retry-share and --burst-share are between 0 and 1");
+        }
+        if self.arrival == ArrivalModel::Closed && self.rate.is_some() {
+            bail!("--rate plans open arrivals: a closed loop runs as fast as it is answered");
         }
         Ok(())
     }
@@ -144,14 +148,23 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
         );
     }
     settle(api, &admin, item.id, args).await?;
-    let plan = Plan {
-        model: args.arrival,
-        requests: args.requests(),
-        shoppers: shoppers.len(),
-        duration,
-        retry_share: args.retry_share,
-        retry_after: Duration::from_millis(args.retry_after_ms),
-        burst_share: args.burst_share,
+    let workload = if args.arrival == ArrivalModel::Closed {
+        Workload::Closed(ClosedLoop {
+            shoppers: shoppers.len(),
+            duration,
+            retry_share: args.retry_share,
+        })
+    } else {
+        let plan = Plan {
+            model: args.arrival,
+            requests: args.requests(),
+            shoppers: shoppers.len(),
+            duration,
+            retry_share: args.retry_share,
+            retry_after: Duration::from_millis(args.retry_after_ms),
+            burst_share: args.burst_share,
+        };
+        Workload::Open(plan.arrivals())
     };
     let targets = apis
         .iter()
@@ -174,7 +187,7 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
     };
     let started_at = chrono::Utc::now().to_rfc3339();
     let before = cpu::snapshot();
-    let outcomes = runner::run(load, plan.arrivals()).await;
+    let outcomes = runner::run(load, workload).await;
     let instrument = before
         .zip(cpu::snapshot())
         .map(|(before, after)| cpu::between(&before, &after));
@@ -192,7 +205,8 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
             per_user_limit: args.per_user_limit,
             quantity: args.quantity,
             arrival: args.arrival,
-            rate: plan.requests as f64 / args.duration,
+            // Logical requests: planned, or as many as a closed loop got answered.
+            rate: outcomes.iter().filter(|o| !o.retry).count() as f64 / args.duration,
             duration_s: args.duration,
             connections: args.connections,
             retry_share: args.retry_share,
