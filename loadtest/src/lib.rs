@@ -9,7 +9,8 @@
 //! - [`audit`] compares what the harness saw with what the server stored (I1–I5);
 //! - [`report`] and [`charts`] write the terminal summary, `report.json` and `report.html`;
 //! - [`compare`] runs the same drop against one server per stock strategy;
-//! - [`cpu`] says what the harness itself cost the machine during the load.
+//! - [`cpu`] says what the harness itself cost the machine during the load, and what each unit
+//!   sold cost the server, PostgreSQL and Redis until they were idle again.
 
 pub mod audit;
 pub mod charts;
