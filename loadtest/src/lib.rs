@@ -1,13 +1,16 @@
 //! `hurry-loadtest`: runs drops against live Hurry Up Order servers and says whether the numbers
 //! and the invariants hold.
 //!
-//! - [`schedule`] plans when each purchase attempt is sent (open model);
-//! - [`runner`] sends them over a keep-alive pool and times them from their planned send time;
+//! - [`schedule`] plans when each purchase attempt is sent (open models), or what each
+//!   connection sends next (the closed loop of a sustained sale);
+//! - [`runner`] sends them over a keep-alive pool and times them from their planned send time
+//!   (open) or their sending (closed);
 //! - [`stats`] turns the answers into HDR percentiles, per-second timelines and outcomes;
 //! - [`audit`] compares what the harness saw with what the server stored (I1–I5);
 //! - [`report`] and [`charts`] write the terminal summary, `report.json` and `report.html`;
 //! - [`compare`] runs the same drop against one server per stock strategy;
-//! - [`cpu`] says what the harness itself cost the machine during the load.
+//! - [`cpu`] says what the harness itself cost the machine during the load, and what each unit
+//!   sold cost the server, PostgreSQL and Redis until they were idle again.
 
 pub mod audit;
 pub mod charts;

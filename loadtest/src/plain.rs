@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::conn::{self, Pool};
-use crate::runner::open_loop;
-use crate::schedule::{ArrivalModel, Plan};
+use crate::runner::{closed_loop, open_loop};
+use crate::schedule::{ArrivalModel, ClosedLoop, Plan};
 use crate::stats::{self, Percentiles};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -48,10 +48,7 @@ pub async fn run(args: &PlainArgs) -> anyhow::Result<PlainResult> {
     };
     let duration = Duration::from_secs_f64(args.duration);
     let started = Instant::now();
-    let results: Vec<(Duration, bool)> = match args.rate {
-        None => closed(&target, args.connections, duration).await,
-        Some(rate) => open(&target, args.connections, rate, duration).await,
-    };
+    let results = gets(target, args.connections, args.rate, duration).await;
     let elapsed = started.elapsed();
     let mut histogram = stats::histogram();
     let mut errors = 0;
@@ -74,58 +71,46 @@ struct Target {
     path: Arc<str>,
 }
 
-async fn get(target: &Target) -> bool {
+async fn get(target: Target) -> bool {
     let request = conn::request(http::Method::GET, &target.path)
         .body(Default::default())
         .expect("valid request");
     matches!(target.pool.send(request).await, Ok((status, _)) if status.is_success())
 }
 
-async fn closed(target: &Target, connections: usize, duration: Duration) -> Vec<(Duration, bool)> {
-    let deadline = Instant::now() + duration;
-    let workers: Vec<_> = (0..connections)
-        .map(|_| {
-            let target = target.clone();
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                while Instant::now() < deadline {
-                    let sent = Instant::now();
-                    let ok = get(&target).await;
-                    seen.push((sent.elapsed(), ok));
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for worker in workers {
-        results.extend(worker.await.unwrap_or_default());
-    }
-    results
-}
-
-async fn open(
-    target: &Target,
+/// GETs the target for `duration` over `connections`: at `rate` per second (open model) or,
+/// without one, each connection again as soon as it is answered (closed model, as wrk does);
+/// the latency and success of each.
+async fn gets(
+    target: Target,
     connections: usize,
-    rate: f64,
+    rate: Option<f64>,
     duration: Duration,
 ) -> Vec<(Duration, bool)> {
-    let plan = Plan {
-        model: ArrivalModel::Constant,
-        requests: (rate * duration.as_secs_f64()).round() as usize,
-        shoppers: 1,
-        duration,
-        retry_share: 0.0,
-        retry_after: Duration::ZERO,
-        burst_share: 0.0,
-    };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let target = target.clone();
-    let send = move |_| {
-        let target = target.clone();
-        async move { get(&target).await }
-    };
-    open_loop(plan.arrivals(), connections, send, sender).await;
+    let send = move |_| get(target.clone());
+    match rate {
+        None => {
+            let plan = ClosedLoop {
+                shoppers: 1,
+                duration,
+                retry_share: 0.0,
+            };
+            closed_loop(plan, connections, send, sender).await;
+        }
+        Some(rate) => {
+            let plan = Plan {
+                model: ArrivalModel::Constant,
+                requests: (rate * duration.as_secs_f64()).round() as usize,
+                shoppers: 1,
+                duration,
+                retry_share: 0.0,
+                retry_after: Duration::ZERO,
+                burst_share: 0.0,
+            };
+            open_loop(plan.arrivals(), connections, send, sender).await;
+        }
+    }
     let mut results = Vec::new();
     while let Some((_, latency, ok)) = receiver.recv().await {
         results.push((latency, ok));

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::audit::AuditReport;
 use crate::charts;
-use crate::cpu::InstrumentUse;
+use crate::cpu::{CpuPerSale, InstrumentUse};
 use crate::schedule::{ArrivalModel, KeyPolicy};
 use crate::stats::Summary;
 
@@ -17,6 +17,8 @@ use crate::stats::Summary;
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
     pub targets: Vec<String>,
+    /// The server's process, when known (its CPU is part of the CPU per sale).
+    pub server_pid: Option<u32>,
     /// The server's stock strategy, as its audit view reports it.
     pub strategy: Option<String>,
     pub item_id: i64,
@@ -42,14 +44,25 @@ pub struct Report {
     /// What the harness itself used of the machine while the load ran (Linux only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instrument: Option<InstrumentUse>,
+    /// CPU of the server and its stores per unit sold, from the first send until they were
+    /// idle again (Linux only; `null` elsewhere).
+    pub cpu_per_sale: Option<CpuPerSale>,
     pub audit: AuditReport,
 }
 
 impl Report {
     /// The terminal summary.
     pub fn text(&self) -> String {
-        let (s, c, a) = (&self.summary, &self.config, &self.audit);
         let mut out = String::new();
+        self.load_lines(&mut out);
+        self.cost_lines(&mut out);
+        audit_lines(&self.audit, &mut out);
+        out
+    }
+
+    /// What was run and what the load saw.
+    fn load_lines(&self, out: &mut String) {
+        let (s, c) = (&self.summary, &self.config);
         let _ = writeln!(
             out,
             "drop {} on {} ({}): {} shoppers, {} units, limit {}, {:?} arrivals at {:.0}/s for {:.1} s, {} connections, keys on {:?}",
@@ -71,9 +84,14 @@ impl Report {
             s.attempts, s.elapsed_s, s.throughput_rps, s.units_sold, s.last_sale_s, s.sales_per_s
         );
         let l = &s.latency;
+        let from = if c.arrival == ArrivalModel::Closed {
+            "send"
+        } else {
+            "scheduled send"
+        };
         let _ = writeln!(
             out,
-            "latency ms (from scheduled send): p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            "latency ms (from {from}): p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
         let outcomes: Vec<String> = s
@@ -82,6 +100,10 @@ impl Report {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         let _ = writeln!(out, "outcomes: {}", outcomes.join(", "));
+    }
+
+    /// What the harness cost the machine, and what a sale cost the server and its stores.
+    fn cost_lines(&self, out: &mut String) {
         if let Some(i) = &self.instrument {
             let _ = writeln!(
                 out,
@@ -93,34 +115,9 @@ impl Report {
                 i.machine_busy * 100.0
             );
         }
-        let _ =
-            writeln!(
-            out,
-            "audit: {} held of {} units, {} stored orders, {} acknowledged, {} retried requests{}",
-            a.sold,
-            a.units,
-            a.stored_orders,
-            a.acknowledged,
-            a.retried_pairs,
-            if a.checked_i3 { ", I3 checked" } else { ", I3 not checked" }
-        );
-        if a.passed() {
-            let _ = writeln!(
-                out,
-                "audit PASSED: I1 I2 I4 I5{}",
-                if a.checked_i3 { " I3" } else { "" }
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "!!!!!!!! AUDIT FAILED: {} violation(s) !!!!!!!!",
-                a.violations.len()
-            );
-            for v in &a.violations {
-                let _ = writeln!(out, "  {}: {}", v.invariant, v.detail);
-            }
+        if let Some(cpu) = &self.cpu_per_sale {
+            let _ = writeln!(out, "{}", cpu_line(cpu));
         }
-        out
     }
 
     /// Writes `report.json` and `report.html` into `dir`; answers their paths.
@@ -165,6 +162,60 @@ impl Report {
     }
 }
 
+/// The audit's lines: what it checked, and the verdict (loud when it failed).
+fn audit_lines(a: &AuditReport, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "audit: {} held of {} units, {} stored orders, {} acknowledged, {} retried requests{}",
+        a.sold,
+        a.units,
+        a.stored_orders,
+        a.acknowledged,
+        a.retried_pairs,
+        if a.checked_i3 {
+            ", I3 checked"
+        } else {
+            ", I3 not checked"
+        }
+    );
+    if a.passed() {
+        let _ = writeln!(
+            out,
+            "audit PASSED: I1 I2 I4 I5{}",
+            if a.checked_i3 { " I3" } else { "" }
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "!!!!!!!! AUDIT FAILED: {} violation(s) !!!!!!!!",
+            a.violations.len()
+        );
+        for v in &a.violations {
+            let _ = writeln!(out, "  {}: {}", v.invariant, v.detail);
+        }
+    }
+}
+
+/// The summary's line of the CPU per sale; `-` for what was not measured.
+fn cpu_line(cpu: &CpuPerSale) -> String {
+    let us = |part: Option<f64>| part.map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
+    format!(
+        "cpu per sale: server {} + postgres {} + redis {} = {} µs for {} units sold, \
+         window {:.2} s{}",
+        us(cpu.server_us),
+        us(cpu.postgres_us),
+        us(cpu.redis_us),
+        us(cpu.total_us),
+        cpu.units_sold,
+        cpu.window_s,
+        if cpu.idle_reached {
+            " (until idle)"
+        } else {
+            " (NOT idle by its end: deferred work past it is missing)"
+        }
+    )
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -197,6 +248,7 @@ pub(crate) mod tests {
             started_at: "2026-11-24T00:00:00Z".to_owned(),
             config: RunConfig {
                 targets: vec!["http://127.0.0.1:1".to_owned()],
+                server_pid: Some(4242),
                 strategy: Some("actor".to_owned()),
                 item_id: 1,
                 shoppers: 300,
@@ -216,6 +268,15 @@ pub(crate) mod tests {
                 machine_share: 0.1,
                 machine_busy: 0.75,
                 cores: 2,
+            }),
+            cpu_per_sale: Some(CpuPerSale {
+                server_us: Some(91.6),
+                postgres_us: Some(64.6),
+                redis_us: Some(3.2),
+                total_us: Some(159.4),
+                units_sold: 100,
+                window_s: 4.25,
+                idle_reached: true,
             }),
             audit: AuditReport {
                 units: 100,
@@ -249,6 +310,34 @@ pub(crate) mod tests {
         assert!(html.contains("Audit passed"));
         assert!(!html.contains("http://www.w3.org/1999/xlink\" href=\"http"));
         assert!(html.contains("harness: 0.60 CPU s during the load, 10 % of the machine's 2 cores, the machine 75 % busy"));
+        assert_eq!(json["cpu_per_sale"]["total_us"], 159.4);
+        assert_eq!(json["cpu_per_sale"]["idle_reached"], true);
+        assert_eq!(json["config"]["server_pid"], 4242);
+        assert!(html.contains(
+            "cpu per sale: server 92 + postgres 65 + redis 3 = 159 µs for 100 units sold, \
+             window 4.25 s (until idle)"
+        ));
+    }
+
+    #[test]
+    fn what_was_not_measured_shows_as_a_dash_and_a_short_window_says_so() {
+        let mut report = report(Vec::new());
+        report.cpu_per_sale = report.cpu_per_sale.map(|cpu| CpuPerSale {
+            server_us: None,
+            total_us: None,
+            idle_reached: false,
+            ..cpu
+        });
+
+        let text = report.text();
+
+        assert!(
+            text.contains("cpu per sale: server - + postgres 65 + redis 3 = - µs"),
+            "{text}"
+        );
+        assert!(text.contains("NOT idle"), "{text}");
+        report.cpu_per_sale = None;
+        assert!(!report.text().contains("cpu per sale"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Sends the planned attempts at their arrival times (open model) and collects the answers.
+//! Sends the attempts, at their planned arrival times (open model) or each as soon as its
+//! connection's last one is answered (closed model), and collects the answers.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::conn::{self, Pool};
-use crate::schedule::{Arrival, KeyPolicy};
+use crate::schedule::{Arrival, ClosedLoop, KeyPolicy, Workload};
 use crate::stats::{self, Outcome};
 
 /// What one attempt needs to know, shared by all of them.
@@ -40,22 +42,30 @@ struct ErrorBody {
     code: String,
 }
 
-/// Runs every arrival; answers in completion order.
-pub async fn run(load: Load, arrivals: Vec<Arrival>) -> Vec<Outcome> {
+/// Runs the workload; answers in completion order.
+pub async fn run(load: Load, workload: Workload) -> Vec<Outcome> {
     let load = Arc::new(load);
     let body = bytes_of_quantity(load.quantity);
     let (sender, receiver) = mpsc::unbounded_channel();
-    let collector = tokio::spawn(collect(receiver, arrivals.len(), load.show_progress));
+    let total = match &workload {
+        Workload::Open(arrivals) => Some(arrivals.len()),
+        Workload::Closed(_) => None,
+    };
+    let collector = tokio::spawn(collect(receiver, total, load.show_progress));
     let connections = load.connections;
     let send = move |arrival: Arrival| {
         let (load, body) = (load.clone(), body.clone());
         async move { attempt(&load, &arrival, body).await }
     };
-    open_loop(arrivals, connections, send, sender).await;
+    match workload {
+        Workload::Open(arrivals) => open_loop(arrivals, connections, send, sender).await,
+        Workload::Closed(plan) => closed_loop(plan, connections, send, sender).await,
+    }
     collector.await.unwrap_or_default()
 }
 
-/// An arrival's answer, with its latency from the planned send time.
+/// An arrival's answer, with its latency from the planned send time (the open model) or from
+/// its sending (the closed one).
 pub type Answered<T> = (Arrival, Duration, T);
 
 /// The open model: sends each arrival at its planned time whether or not earlier ones were
@@ -108,6 +118,46 @@ pub async fn open_loop<T, F, Fut>(
     while workers.join_next().await.is_some() {}
 }
 
+/// The closed model: `connections` workers, each sending its next attempt as soon as its last
+/// is answered, starting new requests until `plan.duration` has passed; a request's retry goes
+/// out on the same connection right after the original's answer, even past the duration, so
+/// the retry share holds. Requests are numbered in the order they start, across the workers.
+/// Each arrival's `at` is its send time from the start and its latency runs from then: here
+/// the server sets the pace, so there is no planned time to be late for.
+pub async fn closed_loop<T, F, Fut>(
+    plan: ClosedLoop,
+    connections: usize,
+    send: F,
+    sink: mpsc::UnboundedSender<Answered<T>>,
+) where
+    F: Fn(Arrival) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let send = Arc::new(send);
+    let next_request = Arc::new(AtomicUsize::new(0));
+    let start = TokioInstant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections.max(1) {
+        let (send, sink, next_request) = (send.clone(), sink.clone(), next_request.clone());
+        workers.spawn(async move {
+            while start.elapsed() < plan.duration {
+                let request = next_request.fetch_add(1, Ordering::Relaxed);
+                for planned in plan.attempts(request) {
+                    let sent = TokioInstant::now();
+                    let arrival = Arrival {
+                        at: sent - start,
+                        ..planned
+                    };
+                    let answer = send(arrival).await;
+                    let _ = sink.send((arrival, sent.elapsed(), answer));
+                }
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}
+
 /// tokio's timers fire on whole milliseconds and round a deadline up, so waking at an
 /// arrival's planned time would send it up to 1 ms late and charge that to the server (at
 /// 20,000/s against `/healthz` the harness reported p50 0.88 ms where oha saw 0.10 ms). The
@@ -156,23 +206,15 @@ async fn attempt(load: &Load, arrival: &Arrival, body: bytes::Bytes) -> Outcome 
     outcome
 }
 
-/// Gathers the answers, keeping the progress bar's rate, p99 and units sold current.
+/// Gathers the answers, keeping the progress bar's rate, p99 and units sold current; `total`
+/// is the number of attempts when it is known in advance (not in a closed loop).
 async fn collect(
     mut receiver: mpsc::UnboundedReceiver<Answered<Outcome>>,
-    total: usize,
+    total: Option<usize>,
     show_progress: bool,
 ) -> Vec<Outcome> {
-    let bar = if show_progress {
-        ProgressBar::new(total as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let mut outcomes = Vec::with_capacity(total);
+    let bar = progress_bar(total, show_progress);
+    let mut outcomes = Vec::with_capacity(total.unwrap_or(1 << 16));
     let mut window = stats::histogram();
     let mut window_start = Instant::now();
     let mut window_count = 0u64;
@@ -204,6 +246,24 @@ async fn collect(
     }
     bar.finish_and_clear();
     outcomes
+}
+
+/// A bar for `total` attempts, or a counter when the total is not known in advance.
+fn progress_bar(total: Option<usize>, show: bool) -> ProgressBar {
+    let (bar, template) = match (show, total) {
+        (false, _) => return ProgressBar::hidden(),
+        (true, Some(total)) => (
+            ProgressBar::new(total as u64),
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {msg}",
+        ),
+        (true, None) => (ProgressBar::no_length(), "{elapsed_precise} {pos} {msg}"),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
 }
 
 #[cfg(test)]
@@ -282,5 +342,74 @@ mod tests {
         let measured = latencies(arrivals, 3, Duration::from_millis(30)).await;
 
         assert_eq!(measured, [30_000; 6]);
+    }
+
+    /// Runs a closed loop (paused clock) of `connections` for `duration` with answers that
+    /// take `service` each; (request, retry, send time in ms, latency in ms), by send time.
+    async fn closed(
+        connections: usize,
+        duration: Duration,
+        retry_share: f64,
+        service: Duration,
+    ) -> Vec<(usize, bool, u128, u128)> {
+        let (sink, mut answers) = mpsc::unbounded_channel();
+        let plan = ClosedLoop {
+            shoppers: 10,
+            duration,
+            retry_share,
+        };
+        let send = move |_| async move { tokio::time::sleep(service).await };
+        closed_loop(plan, connections, send, sink).await;
+        let mut out = Vec::new();
+        while let Some((arrival, latency, ())) = answers.recv().await {
+            out.push((
+                arrival.request,
+                arrival.retry,
+                arrival.at.as_millis(),
+                latency.as_millis(),
+            ));
+        }
+        out.sort_by_key(|&(request, retry, at, _)| (at, request, retry));
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_connection_sends_the_next_attempt_when_the_last_is_answered() {
+        let sent = closed(1, Duration::from_millis(20), 0.0, Duration::from_millis(5)).await;
+
+        assert_eq!(
+            sent,
+            [
+                (0, false, 0, 5),
+                (1, false, 5, 5),
+                (2, false, 10, 5),
+                (3, false, 15, 5)
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closed_connections_share_the_request_numbers_and_stop_at_the_duration() {
+        let sent = closed(3, Duration::from_millis(50), 0.0, Duration::from_millis(10)).await;
+
+        // Three connections, five rounds of 10 ms each: 15 requests, each once.
+        assert_eq!(sent.len(), 15);
+        let mut requests: Vec<usize> = sent.iter().map(|s| s.0).collect();
+        requests.sort_unstable();
+        assert_eq!(requests, (0..15).collect::<Vec<_>>());
+        for round in 0..5 {
+            let at = 10 * round as u128;
+            assert_eq!(sent.iter().filter(|s| s.2 == at).count(), 3, "at {at} ms");
+        }
+        assert!(sent.iter().all(|s| s.3 == 10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_retry_follows_its_answer_even_past_the_duration() {
+        // Every other request is sent twice; request 1 starts at 5 ms, its retry at 10 ms,
+        // after the 8 ms the loop starts requests for.
+        let sent = closed(1, Duration::from_millis(8), 0.5, Duration::from_millis(5)).await;
+
+        assert_eq!(sent, [(0, false, 0, 5), (1, false, 5, 5), (1, true, 10, 5)]);
     }
 }

@@ -1,8 +1,11 @@
-//! The arrival scheduler: when each purchase attempt is sent, decided before the run starts.
+//! The arrival scheduler: when each purchase attempt is sent.
 //!
-//! The load is an *open* model: an attempt goes out at its arrival time whether or not earlier
-//! attempts have been answered, and its latency is measured from that time. A server that stalls
-//! therefore shows the stall in every attempt that arrived during it (no coordinated omission).
+//! The drop's models are *open*: an attempt goes out at its arrival time, decided before the
+//! run starts, whether or not earlier attempts have been answered, and its latency is measured
+//! from that time. A server that stalls therefore shows the stall in every attempt that arrived
+//! during it (no coordinated omission). The sustained sale is *closed* ([`ClosedLoop`]): each
+//! connection sends its next attempt when the last is answered, so the server sets the pace
+//! and the question is what each sale costs, not how long a shopper waits.
 
 use std::time::Duration;
 
@@ -16,6 +19,9 @@ pub enum ArrivalModel {
     Ramp,
     /// A share of all attempts in the first second (the drop opens), the rest at a constant rate.
     Burst,
+    /// No plan: each connection sends its next attempt as soon as the last is answered, for the
+    /// duration ([`ClosedLoop`]).
+    Closed,
 }
 
 /// One planned attempt.
@@ -50,6 +56,21 @@ impl KeyPolicy {
     }
 }
 
+/// What the runner sends: planned arrivals (open models) or a closed loop.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Open(Vec<Arrival>),
+    Closed(ClosedLoop),
+}
+
+/// Whether logical request `request` is one of the `share` sent twice: it is when the running
+/// share first reaches the next whole retry, so retries are spread evenly (every
+/// `1 / share`-th request) in every model.
+pub fn repeated(request: usize, share: f64) -> bool {
+    let due = |requests: usize| (requests as f64 * share).floor() as usize;
+    due(request + 1) > due(request)
+}
+
 /// What the plan is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
@@ -71,17 +92,14 @@ pub const BURST_WINDOW: Duration = Duration::from_secs(1);
 
 impl Plan {
     /// Every attempt, sorted by send time. Request `i` belongs to shopper `i % shoppers`; the
-    /// retried requests are spread evenly (every `1 / retry_share`-th request).
+    /// retried requests are spread evenly ([`repeated`]).
     pub fn arrivals(&self) -> Vec<Arrival> {
         let shoppers = self.shoppers.max(1);
         let mut arrivals = Vec::with_capacity(self.requests + self.retries());
-        let mut retried = 0usize;
         for request in 0..self.requests {
             let at = self.offset(request);
             let shopper = request % shoppers;
-            // Retry request i when the running share first reaches the next whole retry.
-            let due = ((request + 1) as f64 * self.retry_share).floor() as usize;
-            let repeated = due > retried;
+            let repeated = repeated(request, self.retry_share);
             arrivals.push(Arrival {
                 at,
                 shopper,
@@ -90,7 +108,6 @@ impl Plan {
                 repeated,
             });
             if repeated {
-                retried = due;
                 arrivals.push(Arrival {
                     at: at + self.retry_after,
                     shopper,
@@ -115,7 +132,8 @@ impl Plan {
         let total = self.duration.as_secs_f64();
         let i = index as f64;
         let seconds = match self.model {
-            ArrivalModel::Constant => total * i / n,
+            // A closed loop plans nothing (`ClosedLoop`); a plan asked of it is evenly spaced.
+            ArrivalModel::Constant | ArrivalModel::Closed => total * i / n,
             // Cumulative arrivals grow as t²: the i-th arrives at total * sqrt(i / n).
             ArrivalModel::Ramp => total * (i / n).sqrt(),
             ArrivalModel::Burst => {
@@ -130,6 +148,38 @@ impl Plan {
             }
         };
         Duration::from_secs_f64(seconds)
+    }
+}
+
+/// The closed model: what each connection sends next, request after request, for the duration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClosedLoop {
+    pub shoppers: usize,
+    /// How long connections start new requests.
+    pub duration: Duration,
+    /// Share of requests sent a second time with the same key, 0.0..=1.0.
+    pub retry_share: f64,
+}
+
+impl ClosedLoop {
+    /// The attempts of logical request `request`, in the order one connection sends them: the
+    /// request, and its retry when it is [`repeated`] (sent as soon as the original is
+    /// answered, so it must get the stored answer back). Requests go round the shoppers; `at`
+    /// is left for the runner to fill in with the send time.
+    pub fn attempts(&self, request: usize) -> impl Iterator<Item = Arrival> {
+        let repeated = repeated(request, self.retry_share);
+        let original = Arrival {
+            at: Duration::ZERO,
+            shopper: request % self.shoppers.max(1),
+            request,
+            retry: false,
+            repeated,
+        };
+        let retry = repeated.then_some(Arrival {
+            retry: true,
+            ..original
+        });
+        std::iter::once(original).chain(retry)
     }
 }
 
@@ -210,6 +260,68 @@ mod tests {
         }
         assert!(arrivals.windows(2).all(|pair| pair[0].at <= pair[1].at));
         assert_eq!(arrivals.iter().filter(|a| a.repeated).count(), 100);
+    }
+
+    #[test]
+    fn a_closed_loop_sends_a_retry_right_after_its_original_with_its_shopper() {
+        let closed = ClosedLoop {
+            shoppers: 3,
+            duration: Duration::from_secs(1),
+            retry_share: 0.25,
+        };
+
+        let attempts: Vec<Arrival> = (0..8).flat_map(|r| closed.attempts(r)).collect();
+
+        let shape: Vec<(usize, usize, bool)> = attempts
+            .iter()
+            .map(|a| (a.request, a.shopper, a.retry))
+            .collect();
+        let expected = [
+            (0, 0, false),
+            (1, 1, false),
+            (2, 2, false),
+            (3, 0, false),
+            (3, 0, true),
+            (4, 1, false),
+            (5, 2, false),
+            (6, 0, false),
+            (7, 1, false),
+            (7, 1, true),
+        ];
+        assert_eq!(shape, expected);
+        let repeated: Vec<usize> = attempts
+            .iter()
+            .filter(|a| a.repeated)
+            .map(|a| a.request)
+            .collect();
+        assert_eq!(repeated, [3, 3, 7, 7]);
+    }
+
+    #[test]
+    fn retries_are_the_same_requests_in_the_open_and_the_closed_model() {
+        let mut open = plan(ArrivalModel::Constant, 1_000);
+        open.retry_share = 0.03;
+        let closed = ClosedLoop {
+            shoppers: 100,
+            duration: Duration::from_secs(1),
+            retry_share: 0.03,
+        };
+
+        let planned: Vec<usize> = open
+            .arrivals()
+            .iter()
+            .filter(|a| a.retry)
+            .map(|a| a.request)
+            .collect();
+        let looped: Vec<usize> = (0..1_000)
+            .flat_map(|r| closed.attempts(r))
+            .filter(|a| a.retry)
+            .map(|a| a.request)
+            .collect();
+
+        assert_eq!(planned.len(), 30);
+        assert_eq!(planned, looped);
+        assert!(!repeated(0, 0.0) && repeated(0, 1.0) && repeated(999, 1.0));
     }
 
     #[test]

@@ -7,8 +7,7 @@
 
 use serde::Serialize;
 
-/// `/proc` counts CPU time in `USER_HZ` ticks, 100 per second on every Linux ABI.
-const TICKS_PER_S: f64 = 100.0;
+use super::{ProcStat, TICKS_PER_S};
 
 /// CPU counters at one moment.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +42,7 @@ pub fn snapshot() -> Option<Snapshot> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let machine = std::fs::read_to_string("/proc/stat").ok()?;
     Some(Snapshot {
-        process: process_ticks(&stat)?,
+        process: ProcStat::parse(&stat)?.own_ticks,
         machine: machine_ticks(&machine)?,
     })
 }
@@ -61,18 +60,6 @@ pub fn between(before: &Snapshot, after: &Snapshot) -> InstrumentUse {
         machine_busy: of_total(busy),
         cores: after.machine.cores,
     }
-}
-
-/// User + system ticks from `/proc/self/stat` (fields 14 and 15). The command name (field 2)
-/// is in parentheses and may hold spaces and parentheses itself, so fields are counted after
-/// its last `)`.
-fn process_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the name: state is field 3, so utime (14) is the 12th and stime (15) the 13th.
-    let mut fields = rest.split_whitespace().skip(11);
-    let user: u64 = fields.next()?.parse().ok()?;
-    let system: u64 = fields.next()?.parse().ok()?;
-    Some(user + system)
 }
 
 /// Busy and total ticks of all cores from `/proc/stat`'s `cpu` line (idle and iowait are not
@@ -109,14 +96,6 @@ fn machine_ticks(text: &str) -> Option<Machine> {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
-
-    #[test]
-    fn process_ticks_are_counted_after_the_last_parenthesis() {
-        let stat = "4242 (hurry (load) test) R 1 4242 4242 0 -1 4194304 1057 0 0 0 \
-                    150 37 0 0 20 0 3 0 12345 1000000 500 18446744073709551615";
-        assert_eq!(process_ticks(stat), Some(187));
-        assert_eq!(process_ticks("4242 (cut short) R 1 2"), None);
-    }
 
     #[test]
     fn the_machine_line_splits_busy_from_idle_and_iowait() {

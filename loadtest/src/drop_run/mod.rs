@@ -1,0 +1,221 @@
+//! `hurry-loadtest drop`: provision, load, wait for quiet, audit, report.
+//!
+//! - [`args`]: the flags (the drop, the load, what to measure);
+//! - here: the run in its phases, each a function.
+
+mod args;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use args::DropArgs;
+
+use crate::audit::{self, AuditReport};
+use crate::client::{http_client, Api, DropItem, Shopper};
+use crate::conn::Pool;
+use crate::cpu::{self, CpuPerSale, IdleRule, InstrumentUse, Parties, SaleWindow};
+use crate::report::Report;
+use crate::runner::{self, Load};
+use crate::stats::{Outcome, Summary};
+
+/// What the run set up before the load.
+struct Prepared {
+    /// One API per target; the first one provisions and audits.
+    apis: Vec<Api>,
+    admin: String,
+    /// Names the drop and the idempotency keys of this run.
+    run_id: String,
+    item: DropItem,
+    shoppers: Vec<Shopper>,
+}
+
+/// What the load produced.
+struct Loaded {
+    started_at: String,
+    outcomes: Vec<Outcome>,
+    instrument: Option<InstrumentUse>,
+    /// The server's and its stores' CPU from the first send until idle again.
+    sale: Option<SaleWindow>,
+}
+
+/// Runs one drop; the report says whether the audit passed.
+pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
+    args.check()?;
+    let prepared = prepare(args).await?;
+    let loaded = load(args, &prepared).await?;
+    let user_ids: Vec<i64> = prepared.shoppers.iter().map(|s| s.user_id).collect();
+    let (api, item) = (&prepared.apis[0], prepared.item);
+    let (audit, strategy) =
+        audit_when_quiet(api, &prepared.admin, item.id, &loaded.outcomes, &user_ids).await?;
+    let requests = loaded.outcomes.iter().filter(|o| !o.retry).count();
+    Ok(Report {
+        started_at: loaded.started_at,
+        config: args.run_config(strategy, item.id, prepared.shoppers.len(), requests),
+        summary: Summary::of(&loaded.outcomes),
+        instrument: loaded.instrument,
+        // Units sold as the store counts them, not as the answers did.
+        cpu_per_sale: loaded.sale.map(|sale| CpuPerSale::of(&sale, audit.sold)),
+        audit,
+    })
+}
+
+/// Logs the admin in, creates the drop, provisions the shoppers and waits for their events.
+async fn prepare(args: &DropArgs) -> anyhow::Result<Prepared> {
+    let client = http_client(args.connections)?;
+    let apis: Vec<Api> = args
+        .target
+        .iter()
+        .map(|base| Api::new(client.clone(), base))
+        .collect();
+    let api = &apis[0];
+    let admin = api
+        .admin_token(&args.admin_email, &args.admin_password)
+        .await?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let item = api
+        .create_drop(
+            &admin,
+            &format!("loadtest {run_id}"),
+            args.units,
+            args.per_user_limit,
+            args.duration() + Duration::from_secs(600),
+        )
+        .await?;
+    let provisioning = std::time::Instant::now();
+    let shoppers = api.provision(&admin, args.shoppers).await?;
+    if !args.quiet {
+        eprintln!(
+            "drop {}: {} units; {} shoppers provisioned in {:.1?}",
+            item.id,
+            item.units,
+            shoppers.len(),
+            provisioning.elapsed()
+        );
+    }
+    settle(api, &admin, item.id, args).await?;
+    Ok(Prepared {
+        apis,
+        admin,
+        run_id,
+        item,
+        shoppers,
+    })
+}
+
+/// Sends the load; the CPU windows open at its start: the harness's closes with the load, the
+/// server's and its stores' once they are idle again.
+async fn load(args: &DropArgs, prepared: &Prepared) -> anyhow::Result<Loaded> {
+    let targets = prepared
+        .apis
+        .iter()
+        .map(|api| {
+            let path = format!("/api/v1/items/{}/purchase", prepared.item.id);
+            Ok((Pool::new(&api.base)?, path))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let load = Load {
+        targets,
+        tokens: prepared
+            .shoppers
+            .iter()
+            .map(|s| format!("Bearer {}", s.access_token))
+            .collect(),
+        quantity: args.quantity,
+        run: prepared.run_id.clone(),
+        keys: args.keys,
+        connections: args.connections,
+        show_progress: !args.quiet,
+    };
+    let workload = args.workload(prepared.shoppers.len());
+    let parties = Parties::new(args.server_pid);
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let sale_start = parties.sample().map(|ticks| (ticks, Instant::now()));
+    let before = cpu::snapshot();
+    let outcomes = runner::run(load, workload).await;
+    let instrument = before
+        .zip(cpu::snapshot())
+        .map(|(before, after)| cpu::between(&before, &after));
+    let sale = match sale_start {
+        Some(start) => sale_window(args, &parties, start).await,
+        None => None,
+    };
+    Ok(Loaded {
+        started_at,
+        outcomes,
+        instrument,
+        sale,
+    })
+}
+
+/// Waits (at most `--idle-max-secs`) until the parties are idle again; their CPU since
+/// `start`.
+async fn sale_window(
+    args: &DropArgs,
+    parties: &Parties,
+    (ticks, started): (cpu::Ticks, Instant),
+) -> Option<SaleWindow> {
+    let rule = IdleRule::capped(Duration::from_secs_f64(args.idle_max_secs));
+    let waiting = Instant::now();
+    let settled = cpu::until_idle(&rule, || parties.sample()).await?;
+    if !args.quiet {
+        let verdict = if settled.idle_reached {
+            "idle"
+        } else {
+            "still busy"
+        };
+        eprintln!(
+            "server and stores {verdict} {:.1?} after the load",
+            settled.at - waiting
+        );
+    }
+    Some(SaleWindow::until(&ticks, started, &settled))
+}
+
+/// Audits once every attempt has its answer. An attempt that got no answer (or a 5xx) may still
+/// be settling on the server, so a failing I3 is read again for a few seconds before it counts.
+async fn audit_when_quiet(
+    api: &Api,
+    admin: &str,
+    item_id: i64,
+    outcomes: &[Outcome],
+    user_ids: &[i64],
+) -> anyhow::Result<(AuditReport, Option<String>)> {
+    let unsettled = outcomes.iter().any(|o| o.status == 0 || o.status >= 500);
+    let mut tries = if unsettled { 20 } else { 1 };
+    loop {
+        let view = api.drop_view(admin, item_id).await?;
+        let report = audit::audit(outcomes, user_ids, &view, true);
+        tries -= 1;
+        let only_i3 = report.violations.iter().all(|v| v.invariant == "I3");
+        if report.passed() || !only_i3 || tries == 0 {
+            return Ok((report, Some(view.strategy)));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits (at most `--settle-secs`) until the server has published every pending event, so the
+/// signup events of the shoppers just provisioned are not relayed during the drop, as they
+/// would not be in a real one.
+async fn settle(api: &Api, admin: &str, item_id: i64, args: &DropArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.settle_secs.max(0.0));
+    loop {
+        let view = api.drop_view(admin, item_id).await?;
+        let backlog = view.outbox_backlog.unwrap_or(0);
+        if backlog == 0 {
+            if !args.quiet && started.elapsed() > Duration::from_millis(500) {
+                eprintln!("events published in {:.1?}", started.elapsed());
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            if !args.quiet {
+                eprintln!("starting with {backlog} events not yet published");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
