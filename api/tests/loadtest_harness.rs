@@ -39,6 +39,9 @@ fn small_drop(target: String, out: &std::path::Path) -> DropArgs {
         settle_secs: 30.0,
         out: out.to_owned(),
         quiet: true,
+        // The server runs in this process: its CPU is measured with the harness's.
+        server_pid: Some(std::process::id()),
+        idle_max_secs: 5.0,
     }
 }
 
@@ -58,6 +61,10 @@ async fn a_small_drop_passes_the_audit_and_writes_its_report(store: Store) {
     assert_eq!(report.summary.attempts, 440);
     assert_eq!(report.audit.sold, 50);
     assert_eq!(report.audit.acknowledged, 50);
+    let cpu = report.cpu_per_sale.as_ref().expect("measured from /proc");
+    assert_eq!(cpu.units_sold, 50);
+    assert!(cpu.server_us.is_some_and(|us| us > 0.0), "{cpu:?}");
+    assert!(cpu.total_us >= cpu.server_us, "{cpu:?}");
     assert_eq!(report.audit.retried_pairs, 40);
     let raw = app.db.raw().await;
     let (units, orders, buyers, most) = raw.sales_of(report.config.item_id).await;
@@ -137,6 +144,8 @@ async fn compare_starts_a_server_per_strategy_and_audits_each() {
     small.units = 40;
     small.rate = Some(150.0);
     small.duration = 1.0;
+    // compare knows the pids of the servers it starts.
+    small.server_pid = None;
     let args = CompareArgs {
         drop: small,
         strategies: compare::STRATEGIES.iter().map(|s| s.to_string()).collect(),
@@ -166,6 +175,11 @@ async fn compare_starts_a_server_per_strategy_and_audits_each() {
             report.audit.violations
         );
         assert_eq!(report.audit.sold, 40, "{strategy}");
+        let cpu = report.cpu_per_sale.as_ref().expect("measured");
+        assert!(
+            cpu.server_us.is_some_and(|us| us > 0.0),
+            "{strategy}: the started server's CPU per sale: {cpu:?}"
+        );
     }
     let ran: Vec<&str> = reports.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(

@@ -33,8 +33,10 @@ pub struct Row {
     pub harness_share: Option<f64>,
     /// CPU of the server and its stores per unit sold (medians).
     pub cpu_per_sale: CpuPerSaleRow,
-    /// Baseline total CPU per sale over this strategy's: below 1, the baseline spends less
-    /// per unit sold. `None` where either total is unknown.
+    /// This strategy's total CPU per sale over the baseline's: how many times the baseline's
+    /// CPU a sale costs here (above 1, the baseline spends less per unit sold, as above 1 in
+    /// the throughput ratios means the baseline is faster). `None` where either total is
+    /// unknown.
     pub cpu_ratio: Option<f64>,
 }
 
@@ -115,7 +117,7 @@ pub fn rows(reports: &[(String, Report)]) -> Vec<Row> {
             .cpu_per_sale
             .total_us
             .zip(row.cpu_per_sale.total_us)
-            .map(|(baseline, this)| ratio(baseline, this));
+            .map(|(baseline, this)| ratio(this, baseline));
     }
     rows
 }
@@ -190,7 +192,7 @@ pub fn table(rows: &[Row]) -> String {
         "harness",
         format!("{baseline} ÷ this"),
         "cpu/sale µs (server+pg+redis=total)",
-        format!("{baseline} ÷ this cpu")
+        format!("this ÷ {baseline} cpu")
     );
     for row in rows {
         let _ = writeln!(
@@ -215,8 +217,8 @@ pub fn table(rows: &[Row]) -> String {
     }
     let _ = writeln!(
         out,
-        "(ratios: {baseline} ÷ this, in attempts/s / sales/s and in total CPU per sale, where \
-         below 1 means {baseline} spends less per unit;\n sales/s: units sold until the last \
+        "(ratios: {baseline} ÷ this in attempts/s / sales/s, this ÷ {baseline} in total CPU per \
+         sale: above 1, {baseline} is faster or spends less per unit;\n sales/s: units sold until the last \
          sale; harness: its share of this machine's CPU during the load;\n cpu/sale: CPU of \
          the server, PostgreSQL and Redis from the first send until idle again, per unit sold \
          in the store, medians of the rounds; * a round was not idle by the end of its window)"
@@ -362,7 +364,7 @@ mod tests {
         assert_eq!(pg_row.total_us, Some(700.0));
         assert!(!pg_row.idle_reached);
         assert_eq!(rows[0].cpu_ratio, Some(1.0));
-        assert!((rows[1].cpu_ratio.unwrap() - 153.0 / 700.0).abs() < 1e-9);
+        assert!((rows[1].cpu_ratio.unwrap() - 700.0 / 153.0).abs() < 1e-9);
         let table = table(&rows);
         let lines: Vec<&str> = table.lines().collect();
         assert!(
@@ -374,7 +376,7 @@ mod tests {
             "{table}"
         );
         assert!(
-            lines[2].contains(" 250+450+0=700* ") && lines[2].ends_with(" 0.22x"),
+            lines[2].contains(" 250+450+0=700* ") && lines[2].ends_with(" 4.58x"),
             "{table}"
         );
     }
