@@ -87,15 +87,68 @@ struct Running {
 
 /// A keyed answer of this node, to repeat.
 struct Answered {
+    key: String,
     request_hash: String,
     order: OrderRecord,
+}
+
+/// The recent keyed answers of this node, at most `capacity` (the oldest goes first). Entries
+/// are found by user and a hash of the key, and the key itself is checked.
+struct RecentAnswers {
+    answers: DashMap<(i64, u64), Arc<Answered>>,
+    oldest_first: std::sync::Mutex<std::collections::VecDeque<(i64, u64)>>,
+    capacity: usize,
+}
+
+impl RecentAnswers {
+    fn new(capacity: u64) -> Self {
+        Self {
+            answers: DashMap::new(),
+            oldest_first: std::sync::Mutex::default(),
+            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Where `user_id`'s `key` goes. Another key of the same user may land in the same slot
+    /// (it takes the slot over; a lookup checks the key): only that user's cache hits suffer.
+    fn slot(user_id: i64, key: &str) -> (i64, u64) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        key.hash(&mut hasher);
+        (user_id, hasher.finish())
+    }
+
+    fn get(&self, user_id: i64, key: &str) -> Option<Arc<Answered>> {
+        let answered = self.answers.get(&Self::slot(user_id, key))?.clone();
+        (answered.key == key).then_some(answered)
+    }
+
+    fn insert(&self, user_id: i64, answered: Answered) {
+        if self.capacity == 0 {
+            return;
+        }
+        let slot = Self::slot(user_id, &answered.key);
+        if self.answers.insert(slot, Arc::new(answered)).is_some() {
+            return;
+        }
+        let mut oldest_first = self
+            .oldest_first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        oldest_first.push_back(slot);
+        while oldest_first.len() > self.capacity {
+            if let Some(oldest) = oldest_first.pop_front() {
+                self.answers.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// Requests in flight by `(user id, key)`, recent answers, and the users that may have a
 /// stored key.
 pub struct Coalescer {
     running: Arc<DashMap<(i64, String), Running>>,
-    recent: moka::sync::Cache<(i64, String), Arc<Answered>>,
+    recent: Arc<RecentAnswers>,
     /// `None`: every keyed request may have a stored answer.
     keyed_users: Option<Arc<DashSet<i64>>>,
     /// How long a repeat of a request in doubt waits for its outcome.
@@ -132,7 +185,7 @@ impl Coalescer {
     ) -> Self {
         Self {
             running: Arc::default(),
-            recent: moka::sync::Cache::new(recent_answers),
+            recent: Arc::new(RecentAnswers::new(recent_answers)),
             keyed_users: keyed_users.map(|users| Arc::new(users.into_iter().collect())),
             doubt_wait,
         }
@@ -191,7 +244,7 @@ impl Coalescer {
                 (running.get().progress.clone(), true)
             }
             Entry::Vacant(vacant) => {
-                if let Some(answered) = self.recent.get(&map_key) {
+                if let Some(answered) = self.recent.get(user_id, &map_key.1) {
                     return replay(&answered, &request_hash);
                 }
                 let (sender, progress) = watch::channel(Progress::Running);
@@ -255,7 +308,7 @@ async fn wait(
 struct Leader {
     store: Arc<dyn Store>,
     running: Arc<DashMap<(i64, String), Running>>,
-    recent: moka::sync::Cache<(i64, String), Arc<Answered>>,
+    recent: Arc<RecentAnswers>,
     keyed_users: Option<Arc<DashSet<i64>>>,
     map_key: (i64, String),
     request_hash: String,
@@ -292,11 +345,12 @@ impl Leader {
         // Before leaving the map: a repeat then finds the answer or the indexed user.
         if let Ok(order) = &outcome {
             self.recent.insert(
-                self.map_key.clone(),
-                Arc::new(Answered {
+                self.map_key.0,
+                Answered {
+                    key: self.map_key.1.clone(),
                     request_hash: self.request_hash.clone(),
                     order: order.clone(),
-                }),
+                },
             );
         }
         if let Some(users) = &self.keyed_users {

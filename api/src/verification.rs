@@ -64,7 +64,7 @@ impl MailerConsumer {
     /// replaced, used or has expired, or the user is gone).
     async fn mail_for(&self, event: &Event) -> Result<Option<Mail>, ConsumerError> {
         let user_id = event.aggregate_id;
-        let generation = event.payload["generation"].as_i64();
+        let generation = event.payload.value()["generation"].as_i64();
         let Some(code) = self.store.email_code(user_id).await? else {
             return Ok(None);
         };

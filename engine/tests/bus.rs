@@ -108,7 +108,7 @@ fn event(id: i64, event_type: &str, aggregate_id: i64) -> OutboxEvent {
             version: 1,
             aggregate_id,
             occurred_at: Utc::now(),
-            payload: serde_json::json!({ "n": id }),
+            payload: serde_json::json!({ "n": id }).into(),
         },
     }
 }
@@ -118,7 +118,7 @@ const NO_WAIT: Duration = Duration::from_millis(1);
 fn numbers(deliveries: &[Delivery]) -> Vec<i64> {
     deliveries
         .iter()
-        .map(|d| d.event.payload["n"].as_i64().expect("n"))
+        .map(|d| d.event.payload.value()["n"].as_i64().expect("n"))
         .collect()
 }
 

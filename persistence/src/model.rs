@@ -220,7 +220,47 @@ pub struct Event {
     /// The order, user or item the event is about; events of one aggregate keep their order.
     pub aggregate_id: i64,
     pub occurred_at: DateTime<Utc>,
-    pub payload: serde_json::Value,
+    pub payload: Payload,
+}
+
+/// An event's payload: JSON kept as its text, so that relaying an event (store to bus) never
+/// parses and prints it again; consumers parse what they read from it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Box<serde_json::value::RawValue>);
+
+impl Payload {
+    /// The payload of stored JSON text; `Err` when the text is not JSON.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::value::RawValue::from_string(text).map(Payload)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload parsed as `T`.
+    pub fn parse<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The payload as a JSON value.
+    pub fn value(&self) -> serde_json::Value {
+        self.parse().unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Self {
+        Payload(serde_json::value::to_raw_value(&value).expect("a JSON value prints"))
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
 }
 
 impl Event {

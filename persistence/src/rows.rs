@@ -89,7 +89,7 @@ macro_rules! row_decoders {
                 version: row.try_get("version")?,
                 aggregate_id: row.try_get("aggregate_id")?,
                 occurred_at: row.try_get("occurred_at")?,
-                payload: serde_json::from_str(&payload)
+                payload: Payload::from_text(payload)
                     .map_err(|err| StoreError::Corrupt(format!("event payload: {err}")))?,
             })
         }

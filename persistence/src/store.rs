@@ -316,26 +316,38 @@ pub trait SessionStore: Send + Sync {
 
 /// The JSON payload of an `order.created` outbox event.
 pub(crate) fn order_created_payload(order: &NewOrder) -> String {
-    let lines: Vec<serde_json::Value> = order
-        .lines
-        .iter()
-        .map(|line| {
-            serde_json::json!({
-                "item_id": line.item_id,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "amount": line.amount,
+    #[derive(serde::Serialize)]
+    struct Line {
+        item_id: i64,
+        quantity: i64,
+        unit_price: i64,
+        amount: i64,
+    }
+    #[derive(serde::Serialize)]
+    struct OrderCreated<'a> {
+        order_id: i64,
+        user_id: i64,
+        status: &'a str,
+        amount: i64,
+        lines: Vec<Line>,
+    }
+    let payload = OrderCreated {
+        order_id: order.id,
+        user_id: order.user_id,
+        status: &order.status,
+        amount: order.amount,
+        lines: order
+            .lines
+            .iter()
+            .map(|line| Line {
+                item_id: line.item_id,
+                quantity: line.quantity,
+                unit_price: line.unit_price,
+                amount: line.amount,
             })
-        })
-        .collect();
-    serde_json::json!({
-        "order_id": order.id,
-        "user_id": order.user_id,
-        "status": order.status,
-        "amount": order.amount,
-        "lines": lines,
-    })
-    .to_string()
+            .collect(),
+    };
+    serde_json::to_string(&payload).expect("a payload prints")
 }
 
 /// The JSON payload of an `item.created` outbox event.

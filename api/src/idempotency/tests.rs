@@ -145,3 +145,23 @@ async fn a_retry_of_a_request_in_doubt_joins_it_and_learns_its_outcome() {
         .await;
     assert_eq!(later.unwrap().id, 44);
 }
+
+#[test]
+fn recent_answers_keep_the_newest_and_tell_keys_of_a_slot_apart() {
+    let recent = RecentAnswers::new(2);
+    let answered = |key: &str, id| Answered {
+        key: key.to_owned(),
+        request_hash: "h".into(),
+        order: order(id),
+    };
+    recent.insert(7, answered("a", 1));
+    recent.insert(7, answered("b", 2));
+    recent.insert(8, answered("a", 3));
+    assert!(recent.get(7, "a").is_none(), "the oldest went");
+    assert_eq!(recent.get(7, "b").map(|hit| hit.order.id), Some(2));
+    assert_eq!(recent.get(8, "a").map(|hit| hit.order.id), Some(3));
+    assert!(recent.get(7, "c").is_none());
+    let none = RecentAnswers::new(0);
+    none.insert(7, answered("a", 1));
+    assert!(none.get(7, "a").is_none(), "a capacity of 0 keeps nothing");
+}

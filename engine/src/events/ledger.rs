@@ -30,24 +30,31 @@ impl LedgerConsumer {
             "order.returned",
         ];
         let (kind, lines) = if event.event_type == "order.created" {
-            let lines: Vec<OrderLine> = event.payload["lines"]
-                .as_array()
-                .ok_or("order.created without lines")?
-                .iter()
-                .map(|line| -> Result<OrderLine, ConsumerError> {
-                    let field = |name: &str| {
-                        line[name]
-                            .as_i64()
-                            .ok_or_else(|| format!("order line without {name}"))
-                    };
-                    Ok(OrderLine {
-                        item_id: field("item_id")?,
-                        quantity: field("quantity")?,
-                        unit_price: field("unit_price")?,
-                        amount: field("amount")?,
-                    })
+            #[derive(serde::Deserialize)]
+            struct OrderCreated {
+                lines: Vec<Line>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Line {
+                item_id: i64,
+                quantity: i64,
+                unit_price: i64,
+                amount: i64,
+            }
+            let created: OrderCreated = event
+                .payload
+                .parse()
+                .map_err(|err| format!("order.created payload: {err}"))?;
+            let lines: Vec<OrderLine> = created
+                .lines
+                .into_iter()
+                .map(|line| OrderLine {
+                    item_id: line.item_id,
+                    quantity: line.quantity,
+                    unit_price: line.unit_price,
+                    amount: line.amount,
                 })
-                .collect::<Result<_, _>>()?;
+                .collect();
             (LedgerKind::Sale, lines)
         } else if releasing.contains(&event.event_type.as_str()) {
             let order = self

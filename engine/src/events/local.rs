@@ -281,7 +281,7 @@ mod tests {
                 version: 1,
                 aggregate_id: id,
                 occurred_at: chrono::Utc::now(),
-                payload: serde_json::json!({}),
+                payload: serde_json::json!({}).into(),
             },
         }
     }

@@ -58,53 +58,58 @@ impl EventStore for PgStore {
         consumer: &str,
         effects: &[(uuid::Uuid, Effect)],
     ) -> Result<usize, StoreError> {
+        // One statement for the whole batch: the inbox rows (those already there return
+        // nothing), then the ledger entries of the fresh events only, with each item's seller.
+        // In a transaction, so that an entry of an unknown item undoes the batch. An event
+        // twice in the batch has its effect once.
+        let mut first_seen = std::collections::HashSet::new();
+        let effects: Vec<&(uuid::Uuid, Effect)> = effects
+            .iter()
+            .filter(|(event_id, _)| first_seen.insert(*event_id))
+            .collect();
+        let ledger = LedgerColumns::of(&effects);
+        let event_ids: Vec<uuid::Uuid> = effects.iter().map(|(event_id, _)| *event_id).collect();
         let mut tx = self.pool.begin().await?;
-        let mut applied = 0;
-        for (event_id, effect) in effects {
-            let fresh = sqlx::query(
-                "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, now()) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(consumer)
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !fresh {
-                continue;
-            }
-            applied += 1;
-            match effect {
-                Effect::Record => {}
-                Effect::Ledger(entries) => {
-                    for entry in entries {
-                        let written = sqlx::query(
-                            "INSERT INTO ledger_entries \
-                             (event_id, order_id, item_id, seller_id, kind, quantity, amount, created_at) \
-                             SELECT $1, $2, $3, seller_id, $4, $5, $6, now() FROM items WHERE id = $3",
-                        )
-                        .bind(event_id)
-                        .bind(entry.order_id)
-                        .bind(entry.item_id)
-                        .bind(entry.kind.as_str())
-                        .bind(entry.quantity)
-                        .bind(entry.amount)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                        if written == 0 {
-                            return Err(StoreError::Invalid(format!(
-                                "ledger entry for unknown item {}",
-                                entry.item_id
-                            )));
-                        }
-                    }
-                }
-            }
+        let (fresh, written): (Option<Vec<uuid::Uuid>>, i64) = sqlx::query_as(
+            "WITH fresh AS ( \
+                 INSERT INTO inbox (consumer, event_id, processed_at) \
+                 SELECT $1, e, now() FROM UNNEST($2::uuid[]) AS e \
+                 ON CONFLICT DO NOTHING RETURNING event_id), \
+             written AS ( \
+                 INSERT INTO ledger_entries \
+                     (event_id, order_id, item_id, seller_id, kind, quantity, amount, created_at) \
+                 SELECT t.e, t.o, it.id, it.seller_id, t.k, t.q, t.a, now() \
+                 FROM UNNEST($3::uuid[], $4::int8[], $5::int8[], $6::text[], $7::int8[], $8::int8[]) \
+                     AS t(e, o, i, k, q, a) \
+                 JOIN items it ON it.id = t.i \
+                 WHERE t.e IN (SELECT event_id FROM fresh) RETURNING 1) \
+             SELECT (SELECT array_agg(event_id) FROM fresh), (SELECT COUNT(*) FROM written)",
+        )
+        .bind(consumer)
+        .bind(&event_ids)
+        .bind(&ledger.event_ids)
+        .bind(&ledger.order_ids)
+        .bind(&ledger.item_ids)
+        .bind(&ledger.kinds)
+        .bind(&ledger.quantities)
+        .bind(&ledger.amounts)
+        .fetch_one(&mut *tx)
+        .await?;
+        let fresh: std::collections::HashSet<uuid::Uuid> =
+            fresh.unwrap_or_default().into_iter().collect();
+        let expected = ledger
+            .event_ids
+            .iter()
+            .filter(|event_id| fresh.contains(event_id))
+            .count();
+        if usize::try_from(written).unwrap_or(usize::MAX) != expected {
+            tx.rollback().await?;
+            return Err(StoreError::Invalid(
+                "a ledger entry names an unknown item".into(),
+            ));
         }
         tx.commit().await?;
-        Ok(applied)
+        Ok(fresh.len())
     }
 
     async fn event_processed(
@@ -134,7 +139,7 @@ impl EventStore for PgStore {
         .bind(event.version)
         .bind(event.aggregate_id)
         .bind(event.occurred_at)
-        .bind(event.payload.to_string())
+        .bind(event.payload.get())
         .bind(&letter.error)
         .bind(i32::try_from(letter.deliveries).unwrap_or(i32::MAX))
         .fetch_one(&self.pool)
@@ -283,5 +288,36 @@ impl PgStore {
             published: events.len(),
             busy: false,
         })
+    }
+}
+
+/// The ledger entries of a batch of effects, one array per column, for `UNNEST`.
+#[derive(Default)]
+struct LedgerColumns {
+    event_ids: Vec<uuid::Uuid>,
+    order_ids: Vec<i64>,
+    item_ids: Vec<i64>,
+    kinds: Vec<&'static str>,
+    quantities: Vec<i64>,
+    amounts: Vec<i64>,
+}
+
+impl LedgerColumns {
+    fn of(effects: &[&(uuid::Uuid, Effect)]) -> Self {
+        let mut columns = Self::default();
+        for (event_id, effect) in effects.iter().copied() {
+            let Effect::Ledger(entries) = effect else {
+                continue;
+            };
+            for entry in entries {
+                columns.event_ids.push(*event_id);
+                columns.order_ids.push(entry.order_id);
+                columns.item_ids.push(entry.item_id);
+                columns.kinds.push(entry.kind.as_str());
+                columns.quantities.push(entry.quantity);
+                columns.amounts.push(entry.amount);
+            }
+        }
+        columns
     }
 }

@@ -1,7 +1,5 @@
 //! Orders and batched order writes on PostgreSQL.
 
-use std::sync::Arc;
-
 use super::*;
 use crate::comparison::DropOrderTuple;
 use crate::store::OrderStore;
@@ -11,12 +9,12 @@ use crate::DropOrderRow;
 #[async_trait]
 impl OrderStore for PgStore {
     async fn commit_orders(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError> {
-        let columns = Arc::new(BatchColumns::from_orders(orders));
-        self.writers
-            .write(move |conn| {
-                Box::pin(async move { columns.insert().fetch_all(&mut *conn).await })
-            })
-            .await
+        let columns = BatchColumns::from_orders(orders);
+        let mut lease = self.writers.checkout().await?;
+        let deadline = self.writers.deadline();
+        let written =
+            tokio::time::timeout(deadline, columns.insert().fetch_all(lease.conn())).await;
+        lease.finish(written)
     }
 
     async fn settle_orders(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
@@ -185,12 +183,17 @@ impl OrderStore for PgStore {
     }
 
     async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
+        // Keys joined by order id through one aggregate (a lookup per order by user would scan
+        // each buyer's keys once per order: minutes for a large drop).
         let rows: Vec<DropOrderTuple> = sqlx::query_as(
-            "SELECT o.id, o.user_id, SUM(l.quantity)::BIGINT, o.status, \
-                 (SELECT MIN(k.key) FROM idempotency_keys k \
-                  WHERE k.user_id = o.user_id AND k.order_id = o.id) \
-             FROM order_lines l JOIN orders o ON o.id = l.order_id \
-             WHERE l.item_id = $1 GROUP BY o.id ORDER BY o.id",
+            "SELECT o.id, o.user_id, l.units, o.status, k.key \
+             FROM (SELECT order_id, SUM(quantity)::BIGINT AS units FROM order_lines \
+                   WHERE item_id = $1 GROUP BY order_id) AS l \
+             JOIN orders o ON o.id = l.order_id \
+             LEFT JOIN (SELECT order_id, MIN(key) AS key FROM idempotency_keys \
+                        WHERE order_id IN (SELECT order_id FROM order_lines WHERE item_id = $1) \
+                        GROUP BY order_id) AS k ON k.order_id = o.id \
+             ORDER BY o.id",
         )
         .bind(item_id)
         .fetch_all(&self.pool)
@@ -199,12 +202,13 @@ impl OrderStore for PgStore {
     }
 }
 
-/// A batch of orders turned into one array per column, for `UNNEST`.
+/// A batch of orders turned into one array per column, for `UNNEST` (texts borrowed from the
+/// orders).
 #[derive(Default)]
-struct BatchColumns {
+struct BatchColumns<'a> {
     order_ids: Vec<i64>,
     user_ids: Vec<i64>,
-    statuses: Vec<String>,
+    statuses: Vec<&'a str>,
     amounts: Vec<i64>,
     due: Vec<Option<DateTime<Utc>>>,
     created: Vec<DateTime<Utc>>,
@@ -215,21 +219,32 @@ struct BatchColumns {
     line_prices: Vec<i64>,
     line_amounts: Vec<i64>,
     key_user_ids: Vec<i64>,
-    keys: Vec<String>,
-    key_hashes: Vec<String>,
+    keys: Vec<&'a str>,
+    key_hashes: Vec<&'a str>,
     key_order_ids: Vec<i64>,
     keyed: Vec<bool>,
     event_ids: Vec<uuid::Uuid>,
     payloads: Vec<String>,
 }
 
-impl BatchColumns {
-    fn from_orders(orders: &[NewOrder]) -> Self {
-        let mut columns = BatchColumns::default();
+impl<'a> BatchColumns<'a> {
+    fn from_orders(orders: &'a [NewOrder]) -> Self {
+        let mut columns = BatchColumns {
+            order_ids: Vec::with_capacity(orders.len()),
+            user_ids: Vec::with_capacity(orders.len()),
+            statuses: Vec::with_capacity(orders.len()),
+            amounts: Vec::with_capacity(orders.len()),
+            due: Vec::with_capacity(orders.len()),
+            created: Vec::with_capacity(orders.len()),
+            keyed: Vec::with_capacity(orders.len()),
+            event_ids: Vec::with_capacity(orders.len()),
+            payloads: Vec::with_capacity(orders.len()),
+            ..BatchColumns::default()
+        };
         for order in orders {
             columns.order_ids.push(order.id);
             columns.user_ids.push(order.user_id);
-            columns.statuses.push(order.status.clone());
+            columns.statuses.push(&order.status);
             columns.amounts.push(order.amount);
             columns.due.push(order.payment_due_at);
             columns.created.push(order.created_at);
@@ -243,8 +258,8 @@ impl BatchColumns {
             }
             if let Some(entry) = &order.idempotency {
                 columns.key_user_ids.push(order.user_id);
-                columns.keys.push(entry.key.clone());
-                columns.key_hashes.push(entry.request_hash.clone());
+                columns.keys.push(&entry.key);
+                columns.key_hashes.push(&entry.request_hash);
                 columns.key_order_ids.push(order.id);
             }
             columns.keyed.push(order.idempotency.is_some());

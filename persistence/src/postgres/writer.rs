@@ -23,10 +23,6 @@ use crate::error::StoreError;
 /// Application name of every batch-writing connection (what a new drop holder fences).
 pub(super) const WRITER_APP: &str = "hurry-writer";
 
-/// What a write on a batch connection is.
-pub(super) type WriteFuture<'c, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
-
 /// A backend, told apart from a later one that reuses its pid by its start time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct BackendId {
@@ -76,36 +72,25 @@ impl Writers {
         }
     }
 
-    /// Runs `write` on a batch connection. No answer within the deadline, or a failure that
-    /// left none (I/O, protocol), is `InDoubt`, and the connection's backend is recorded for
-    /// [`Writers::fence`]; the connection is closed. An answered error keeps the connection.
-    pub(super) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
-    where
-        F: for<'c> FnOnce(&'c mut PgConnection) -> WriteFuture<'c, T>,
-    {
-        let _permit = self
+    /// A batch connection for one write (run it on [`Lease::conn`], within
+    /// [`Writers::deadline`], and hand the outcome to [`Lease::finish`]).
+    pub(super) async fn checkout(&self) -> Result<Lease<'_>, StoreError> {
+        let permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| StoreError::Config("the batch connections are closed".into()))?;
-        let mut writer = self.checkout().await?;
-        match tokio::time::timeout(self.deadline, write(&mut writer.conn)).await {
-            Ok(Ok(value)) => {
-                self.check_in(writer);
-                Ok(value)
-            }
-            Ok(Err(err)) => match StoreError::from_write(err) {
-                err @ StoreError::InDoubt(_) => Err(self.lost(writer, err)),
-                err => {
-                    self.check_in(writer);
-                    Err(err)
-                }
-            },
-            Err(_) => Err(self.lost(
-                writer,
-                StoreError::InDoubt(format!("no answer within {:?}", self.deadline)),
-            )),
-        }
+        let writer = self.connection().await?;
+        Ok(Lease {
+            writers: self,
+            writer: Some(writer),
+            _permit: permit,
+        })
+    }
+
+    /// How long a write may go without an answer before it is in doubt.
+    pub(super) fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// Terminates every backend whose write ended in doubt and waits until each has exited:
@@ -134,7 +119,7 @@ impl Writers {
 
     /// An idle connection (pinged when it sat idle a while; a dead one is replaced: nothing
     /// was written on it) or a new one.
-    async fn checkout(&self) -> Result<WriterConn, StoreError> {
+    async fn connection(&self) -> Result<WriterConn, StoreError> {
         loop {
             let Some(mut writer) = self.idle_list().pop() else {
                 return self.connect().await;
@@ -172,6 +157,67 @@ impl Writers {
         // Dropping closes the socket; the backend may run on until fenced.
         drop(writer);
         err
+    }
+}
+
+/// One write's batch connection. Dropped without [`Lease::finish`] (the write was cancelled
+/// midway) it counts as in doubt.
+pub(super) struct Lease<'a> {
+    writers: &'a Writers,
+    writer: Option<WriterConn>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Lease<'_> {
+    /// The connection to write on.
+    pub(super) fn conn(&mut self) -> &mut PgConnection {
+        &mut self
+            .writer
+            .as_mut()
+            .expect("a lease holds its connection until finished")
+            .conn
+    }
+
+    /// The write's result, classified: no answer within the deadline, or a failure that left
+    /// none (I/O, protocol), is `InDoubt`, and the connection's backend is recorded for
+    /// [`Writers::fence`] and the connection closed; an answered error keeps the connection.
+    pub(super) fn finish<T>(
+        mut self,
+        outcome: Result<Result<T, sqlx::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        let writer = self
+            .writer
+            .take()
+            .expect("a lease holds its connection until finished");
+        let writers = self.writers;
+        match outcome {
+            Ok(Ok(value)) => {
+                writers.check_in(writer);
+                Ok(value)
+            }
+            Ok(Err(err)) => match StoreError::from_write(err) {
+                err @ StoreError::InDoubt(_) => Err(writers.lost(writer, err)),
+                err => {
+                    writers.check_in(writer);
+                    Err(err)
+                }
+            },
+            Err(_) => Err(writers.lost(
+                writer,
+                StoreError::InDoubt(format!("no answer within {:?}", writers.deadline)),
+            )),
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            self.writers.lost(
+                writer,
+                StoreError::InDoubt("the write was cancelled".into()),
+            );
+        }
     }
 }
 

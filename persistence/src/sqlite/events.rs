@@ -178,7 +178,7 @@ impl EventStore for SqliteStore {
         .bind(event.version)
         .bind(event.aggregate_id)
         .bind(event.occurred_at)
-        .bind(event.payload.to_string())
+        .bind(event.payload.get())
         .bind(&letter.error)
         .bind(i32::try_from(letter.deliveries).unwrap_or(i32::MAX))
         .bind(Utc::now().trunc_subsecs(6))

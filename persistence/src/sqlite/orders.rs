@@ -184,12 +184,17 @@ impl OrderStore for SqliteStore {
     }
 
     async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
+        // Keys joined by order id through one aggregate (a lookup per order by user would scan
+        // each buyer's keys once per order: minutes for a large drop).
         let rows: Vec<DropOrderTuple> = sqlx::query_as(
-            "SELECT o.id, o.user_id, SUM(l.quantity), o.status, \
-                 (SELECT MIN(k.key) FROM idempotency_keys k \
-                  WHERE k.user_id = o.user_id AND k.order_id = o.id) \
-             FROM order_lines l JOIN orders o ON o.id = l.order_id \
-             WHERE l.item_id = ? GROUP BY o.id ORDER BY o.id",
+            "SELECT o.id, o.user_id, l.units, o.status, k.key \
+             FROM (SELECT order_id, SUM(quantity) AS units FROM order_lines \
+                   WHERE item_id = ?1 GROUP BY order_id) AS l \
+             JOIN orders o ON o.id = l.order_id \
+             LEFT JOIN (SELECT order_id, MIN(key) AS key FROM idempotency_keys \
+                        WHERE order_id IN (SELECT order_id FROM order_lines WHERE item_id = ?1) \
+                        GROUP BY order_id) AS k ON k.order_id = o.id \
+             ORDER BY o.id",
         )
         .bind(item_id)
         .fetch_all(&self.pool)

@@ -132,7 +132,7 @@ fn event(aggregate_id: i64, event_type: &str) -> Event {
         version: 1,
         aggregate_id,
         occurred_at: at(aggregate_id),
-        payload: serde_json::json!({ "order_id": aggregate_id, "note": "poison" }),
+        payload: serde_json::json!({ "order_id": aggregate_id, "note": "poison" }).into(),
     }
 }
 
@@ -237,14 +237,14 @@ async fn users_and_items_write_events(backend: Backend) -> Result<()> {
     let events = sink.events.lock().unwrap().clone();
     let item_event = &events[1].event;
     assert_eq!(item_event.aggregate_id, item.id);
-    assert_eq!(item_event.payload["seller_id"], user.id);
-    assert_eq!(item_event.payload["drop"]["total_units"], 100);
+    assert_eq!(item_event.payload.value()["seller_id"], user.id);
+    assert_eq!(item_event.payload.value()["drop"]["total_units"], 100);
     assert_eq!(events[0].event.aggregate_id, user.id);
     assert_eq!(
-        events[0].event.payload["roles"],
+        events[0].event.payload.value()["roles"],
         serde_json::json!(["customer", "seller"])
     );
-    assert_eq!(events[2].event.payload["user_id"], user.id);
+    assert_eq!(events[2].event.payload.value()["user_id"], user.id);
     let text = serde_json::to_string(&events[0].event)?;
     assert!(
         !text.contains("gone@hurry.test"),

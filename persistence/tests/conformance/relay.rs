@@ -106,8 +106,8 @@ async fn relay_hands_events_on_in_outbox_order_and_marks_them_published(
     let events = sink.events.lock().unwrap().clone();
     let cancelled = &events[3].event;
     assert_eq!(cancelled.aggregate_id, 2);
-    assert_eq!(cancelled.payload["status"], "cancelled");
-    assert_eq!(events[0].event.payload["order_id"], 1);
+    assert_eq!(cancelled.payload.value()["status"], "cancelled");
+    assert_eq!(events[0].event.payload.value()["order_id"], 1);
     assert_eq!(db.outbox_backlog().await?, 0);
     assert_eq!(
         db.count("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
