@@ -41,6 +41,7 @@ fn small_drop(target: String, out: &std::path::Path) -> DropArgs {
         quiet: true,
         // The server runs in this process: its CPU is measured with the harness's.
         server_pid: Some(std::process::id()),
+        checkpoint_url: None,
         idle_max_secs: 5.0,
     }
 }

@@ -111,6 +111,7 @@ async fn run_one(
             let (server, database_url) = start_server(args, &drop, run, round, strategy).await?;
             drop.target = vec![server.base.clone()];
             drop.server_pid = server.pid();
+            drop.checkpoint_url = Some(database_url.clone());
             Some((server, database_url))
         }
     };

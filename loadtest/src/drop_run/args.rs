@@ -18,6 +18,12 @@ pub struct DropArgs {
     /// server's part is unknown (`compare` knows the servers it starts).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// The server's PostgreSQL database: before the sale it is checkpointed (`CHECKPOINT`,
+    /// which needs the privilege), so that a checkpoint the provisioning's (or an earlier
+    /// run's) writes made due does not land in the CPU-per-sale window (`compare` passes the
+    /// databases it creates).
+    #[arg(long)]
+    pub checkpoint_url: Option<String>,
     /// Email of an admin of the server (its HURRY__ADMIN__EMAIL).
     #[arg(
         long,

@@ -129,6 +129,7 @@ async fn load(args: &DropArgs, prepared: &Prepared) -> anyhow::Result<Loaded> {
     };
     let workload = args.workload(prepared.shoppers.len());
     let parties = Parties::new(args.server_pid);
+    quiet_before_the_sale(args, &parties).await?;
     let started_at = chrono::Utc::now().to_rfc3339();
     let sale_start = parties.sample().map(|ticks| (ticks, Instant::now()));
     let before = cpu::snapshot();
@@ -146,6 +147,26 @@ async fn load(args: &DropArgs, prepared: &Prepared) -> anyhow::Result<Loaded> {
         instrument,
         sale,
     })
+}
+
+/// Checkpoints the server's database (when given) and waits (at most `--idle-max-secs`) until
+/// the server and its stores are idle, so the CPU-per-sale window holds the sale's work only.
+async fn quiet_before_the_sale(args: &DropArgs, parties: &Parties) -> anyhow::Result<()> {
+    if let Some(url) = &args.checkpoint_url {
+        use anyhow::Context as _;
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .with_context(|| "cannot connect to checkpoint the server's database")?;
+        sqlx::query("CHECKPOINT")
+            .execute(&mut conn)
+            .await
+            .with_context(|| "CHECKPOINT before the sale")?;
+        conn.close().await?;
+    }
+    let rule = IdleRule::capped(Duration::from_secs_f64(args.idle_max_secs));
+    let _ = cpu::until_idle(&rule, || parties.sample()).await;
+    Ok(())
 }
 
 /// Waits (at most `--idle-max-secs`) until the parties are idle again; their CPU since
