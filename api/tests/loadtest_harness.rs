@@ -211,6 +211,17 @@ async fn compare_starts_a_server_per_strategy_and_audits_each() {
         ))
         .await;
     assert_eq!(left, 0, "every run's own database is dropped after it");
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", redis.prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        keys.is_empty(),
+        "every run's Redis keys are deleted: {keys:?}"
+    );
     let table = compare::table(&rows);
     assert!(
         table.contains("redis_lua") && table.contains("pg_row"),

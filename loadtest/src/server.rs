@@ -160,6 +160,34 @@ pub async fn drop_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes every key under `prefix` on the Redis at `url` (a finished run's streams and
+/// counters), a few hundred at a time.
+pub async fn drop_redis_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
+    if url.is_empty() || prefix.is_empty() {
+        return Ok(());
+    }
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 /// `dir/name.log`.
 pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))

@@ -122,6 +122,7 @@ async fn run_one(
     if let Some((server, database_url)) = started {
         server.stop().await;
         server::drop_database(&database_url).await?;
+        server::drop_redis_keys(&args.redis_url, &redis_prefix(args, run, round, strategy)).await?;
     }
     let report = report?;
     if report.config.strategy.as_deref() != Some(strategy) {
@@ -153,12 +154,17 @@ async fn start_server(
         strategy: strategy.to_owned(),
         database_url: database_url.clone(),
         redis_url: args.redis_url.clone(),
-        redis_prefix: format!("{}{run}:{round}:{strategy}:", args.redis_prefix),
+        redis_prefix: redis_prefix(args, run, round, strategy),
         admin_email: drop.admin_email.clone(),
         admin_password: drop.admin_password.clone(),
         log: server::log_path(&drop.out, "server"),
     };
     Ok((Server::start(&spec).await?, database_url))
+}
+
+/// The Redis key prefix of `strategy`'s server in `round` of `run`.
+fn redis_prefix(args: &CompareArgs, run: &str, round: usize, strategy: &str) -> String {
+    format!("{}{run}:{round}:{strategy}:", args.redis_prefix)
 }
 
 /// A server `compare` did not start.
