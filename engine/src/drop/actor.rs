@@ -99,10 +99,10 @@ impl Actor for ItemActor {
                 reply,
             } => state.reserve(myself, request, ticket, deadline, reply),
             ItemMessage::Settle {
-                user_id,
-                quantity,
-                committed,
-            } => state.settle(user_id, quantity, committed),
+                committed_units,
+                num_committed,
+                released,
+            } => state.settle(committed_units, num_committed, &released),
             ItemMessage::Status(reply) => {
                 let _ = reply.send(state.status());
             }
@@ -280,13 +280,18 @@ impl ItemState {
         });
     }
 
-    fn settle(&mut self, user_id: i64, quantity: Quantity, committed: bool) {
-        if committed {
-            self.book.commit(quantity);
-            metrics::counter!("hurry_purchases_total", "outcome" => "created").increment(1);
-        } else {
+    fn settle(&mut self, committed_units: i64, num_committed: u64, released: &[(i64, Quantity)]) {
+        if num_committed > 0 {
+            self.book.commit_units(committed_units);
+            metrics::counter!("hurry_purchases_total", "outcome" => "created")
+                .increment(num_committed);
+        }
+        for &(user_id, quantity) in released {
             self.book.release(user_id, quantity);
-            metrics::counter!("hurry_purchases_total", "outcome" => "unavailable").increment(1);
+        }
+        if !released.is_empty() {
+            metrics::counter!("hurry_purchases_total", "outcome" => "unavailable")
+                .increment(released.len() as u64);
         }
         self.mirror();
     }

@@ -104,7 +104,11 @@ impl DropBook {
 
     /// A pending reservation was committed.
     pub fn commit(&mut self, quantity: Quantity) {
-        let units = i64::from(quantity.get());
+        self.commit_units(i64::from(quantity.get()));
+    }
+
+    /// Pending reservations of `units` units in all were committed.
+    pub fn commit_units(&mut self, units: i64) {
         self.pending -= units;
         self.sold += units;
         self.debug_check();

@@ -22,11 +22,12 @@ pub enum ItemMessage {
         deadline: tokio::time::Instant,
         reply: Reply,
     },
-    /// The writer settled a reservation: committed, or definitely not.
+    /// The writer settled reservations: `committed_units` of `num_committed` drafts are in
+    /// the store; the `released` ones (user, units) are definitely not.
     Settle {
-        user_id: i64,
-        quantity: Quantity,
-        committed: bool,
+        committed_units: i64,
+        num_committed: u64,
+        released: Vec<(i64, Quantity)>,
     },
     /// Cancel pending order `order_id` (one line of `quantity` units for `user_id`) and
     /// restock its units once the store confirms; answers whether this call cancelled it.

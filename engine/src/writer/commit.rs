@@ -21,7 +21,7 @@ use hurry_persistence::{NewOrder, StoreError};
 
 use super::actor::WriterArgs;
 use super::outcome::{InDoubt, Settled};
-use super::Draft;
+use super::{Draft, Settlement};
 use crate::drop::DropError;
 use crate::seller::PurchaseError;
 
@@ -111,23 +111,24 @@ pub(super) async fn commit_batch(args: &WriterArgs, batch: Vec<Draft>) {
 }
 
 /// Answers each draft by what the store holds: `stored` are the ids written (ascending).
+/// The drops hear first (one message each), so a shopper's retry finds the units back.
 fn answer(batch: Vec<Draft>, orders: Vec<NewOrder>, stored: &[i64]) {
     let stored: HashSet<i64> = stored.iter().copied().collect();
+    let mut settlements = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
     for (draft, order) in batch.into_iter().zip(orders) {
-        match settled_as(&stored, &order) {
-            Settled::Committed(record) => {
-                draft.settlement.settle(true);
-                let _ = draft.reply.send(Ok(record));
-            }
-            Settled::Repeat => {
-                draft.settlement.settle(false);
-                let _ = draft.reply.send(Err(PurchaseError::Repeat));
-            }
-            Settled::NotCommitted => {
-                draft.settlement.settle(false);
-                let _ = draft.reply.send(Err(DropError::Unavailable.into()));
-            }
-        }
+        let settled = settled_as(&stored, &order);
+        settlements.push((draft.settlement, matches!(settled, Settled::Committed(_))));
+        let answer = match settled {
+            Settled::Committed(record) => Ok(record),
+            Settled::Repeat => Err(PurchaseError::Repeat),
+            Settled::NotCommitted => Err(DropError::Unavailable.into()),
+        };
+        replies.push((draft.reply, answer));
+    }
+    Settlement::settle_all(settlements);
+    for (reply, answer) in replies {
+        let _ = reply.send(answer);
     }
 }
 
@@ -145,10 +146,18 @@ fn settled_as(stored: &HashSet<i64>, order: &NewOrder) -> Settled {
 
 /// Settles every draft of a batch that is known not to be committed and answers `Unavailable`.
 fn refuse_all(batch: Vec<Draft>) {
-    for draft in batch {
-        // The actor hears first, so a shopper's retry finds the units back.
-        draft.settlement.settle(false);
-        let _ = draft.reply.send(Err(DropError::Unavailable.into()));
+    let mut replies = Vec::with_capacity(batch.len());
+    let settlements: Vec<(Settlement, bool)> = batch
+        .into_iter()
+        .map(|draft| {
+            replies.push(draft.reply);
+            (draft.settlement, false)
+        })
+        .collect();
+    // The actor hears first, so a shopper's retry finds the units back.
+    Settlement::settle_all(settlements);
+    for reply in replies {
+        let _ = reply.send(Err(DropError::Unavailable.into()));
     }
 }
 
@@ -184,9 +193,15 @@ async fn settle(args: &WriterArgs, batch: Vec<Draft>, orders: Vec<NewOrder>) {
             committed.notify_one();
         }
         let stored: HashSet<i64> = stored.into_iter().collect();
+        let mut settlements = Vec::with_capacity(pending.len());
+        let mut resolutions = Vec::with_capacity(pending.len());
         for (settlement, resolver, order) in pending {
             let settled = settled_as(&stored, &order);
-            settlement.settle(matches!(settled, Settled::Committed(_)));
+            settlements.push((settlement, matches!(settled, Settled::Committed(_))));
+            resolutions.push((resolver, settled));
+        }
+        Settlement::settle_all(settlements);
+        for (resolver, settled) in resolutions {
             resolver.resolve(settled);
         }
     });

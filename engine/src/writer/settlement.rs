@@ -60,6 +60,70 @@ impl Settlement {
             target.settle(committed);
         }
     }
+
+    /// Reports many outcomes: one message per drop, however many drafts it had.
+    pub fn settle_all(outcomes: impl IntoIterator<Item = (Settlement, bool)>) {
+        let mut per_drop: Vec<(ActorRef<ItemMessage>, DropOutcomes)> = Vec::new();
+        for (mut settlement, committed) in outcomes {
+            let Some(SettleTarget::Drop {
+                actor,
+                slot,
+                user_id,
+                quantity,
+            }) = settlement.target.take()
+            else {
+                continue;
+            };
+            let index = match per_drop
+                .iter()
+                .position(|(known, _)| known.get_id() == actor.get_id())
+            {
+                Some(index) => index,
+                None => {
+                    per_drop.push((actor, DropOutcomes::default()));
+                    per_drop.len() - 1
+                }
+            };
+            per_drop[index].1.add(slot, user_id, quantity, committed);
+        }
+        for (actor, outcomes) in per_drop {
+            outcomes.send(&actor);
+        }
+    }
+}
+
+/// What a batch settled for one drop.
+#[derive(Default)]
+struct DropOutcomes {
+    slots: Vec<Arc<DropSlot>>,
+    committed_units: i64,
+    num_committed: u64,
+    released: Vec<(i64, Quantity)>,
+}
+
+impl DropOutcomes {
+    fn add(&mut self, slot: Arc<DropSlot>, user_id: i64, quantity: Quantity, committed: bool) {
+        if committed {
+            self.committed_units += i64::from(quantity.get());
+            self.num_committed += 1;
+        } else {
+            self.released.push((user_id, quantity));
+        }
+        self.slots.push(slot);
+    }
+
+    /// Tells the actor first, then counts the drafts settled (a restarted actor recounts only
+    /// once none is in flight).
+    fn send(self, actor: &ActorRef<ItemMessage>) {
+        let _ = actor.cast(ItemMessage::Settle {
+            committed_units: self.committed_units,
+            num_committed: self.num_committed,
+            released: self.released,
+        });
+        for slot in self.slots {
+            slot.draft_settled();
+        }
+    }
 }
 
 impl SettleTarget {
@@ -71,12 +135,9 @@ impl SettleTarget {
                 user_id,
                 quantity,
             } => {
-                let _ = actor.cast(ItemMessage::Settle {
-                    user_id,
-                    quantity,
-                    committed,
-                });
-                slot.draft_settled();
+                let mut outcomes = DropOutcomes::default();
+                outcomes.add(slot, user_id, quantity, committed);
+                outcomes.send(&actor);
             }
         }
     }
