@@ -4,8 +4,9 @@
 //! transaction, and a key stored before makes the store leave that order out (a repeat), so a
 //! fresh key costs no store read. Around that:
 //! - requests with the same user and key that arrive while the first runs wait for its answer
-//!   (coalesced in memory: 50 simultaneous retries are one purchase). The first runs on a task
-//!   of its own, so a client that gives up does not cancel it;
+//!   (coalesced in memory: 50 simultaneous retries are one purchase). The first runs in its
+//!   caller's task and moves to a task of its own if the caller stops waiting, so a client that
+//!   gives up does not cancel it;
 //! - a bounded cache of this node's recent keyed answers serves repeats without the store;
 //! - the store is read only for a repeat the cache no longer holds: when the write says the key
 //!   was stored before, or when a request of a user who may have stored keys is refused (the
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::{DashMap, DashSet};
+use futures::FutureExt as _;
 use hurry_engine::domain::IdempotencyKey;
 use hurry_engine::writer::{InDoubt, Settled};
 use hurry_engine::PurchaseError;
@@ -260,11 +262,56 @@ impl Coalescer {
                     map_key,
                     request_hash,
                 };
-                tokio::spawn(leader.lead(sender, work));
-                (progress, false)
+                let lead = std::panic::AssertUnwindSafe(leader.lead(sender, work))
+                    .catch_unwind()
+                    .map(drop);
+                return lead_here(Box::pin(lead), progress).await;
             }
         };
         wait(progress, joined, self.doubt_wait).await
+    }
+}
+
+/// A first request's work, boxed so that it can move to a task of its own midway.
+type Lead = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs the first request's work in the caller's task (no task to spawn, no hand-over of the
+/// answer). Should the caller stop waiting (its client went away) or the outcome be in doubt
+/// (it answers `outcome_unknown` now), the rest of the work goes on on a task of its own, so
+/// that the key's repeats still get its outcome and nothing is cancelled midway. A panic of the
+/// work is caught: it answers `outcome_unknown`.
+async fn lead_here(lead: Lead, mut progress: watch::Receiver<Progress>) -> Outcome {
+    let mut lead = Detach(Some(lead));
+    tokio::select! {
+        biased;
+        () = lead.run() => {}
+        _ = progress.wait_for(|state| !matches!(state, Progress::Running)) => {}
+    }
+    drop(lead);
+    let state = progress.borrow();
+    match &*state {
+        Progress::Done(outcome) => outcome.clone(),
+        _ => Err(outcome_unknown()),
+    }
+}
+
+/// Work that, dropped before it finished, finishes on a task of its own.
+struct Detach(Option<Lead>);
+
+impl Detach {
+    async fn run(&mut self) {
+        if let Some(lead) = self.0.as_mut() {
+            lead.as_mut().await;
+            self.0 = None;
+        }
+    }
+}
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if let Some(lead) = self.0.take() {
+            tokio::spawn(lead);
+        }
     }
 }
 
@@ -304,7 +351,7 @@ async fn wait(
     }
 }
 
-/// The first request of a key, on its own task.
+/// The first request of a key.
 struct Leader {
     store: Arc<dyn Store>,
     running: Arc<DashMap<(i64, String), Running>>,
