@@ -1,5 +1,6 @@
 //! Costs on every authenticated request and every profile read:
-//! - `token/verify`: checking an access token (HS256 signature, expiry, claims);
+//! - `token/verify_first`: checking an access token the first time (HS256 signature, expiry,
+//!   claims); `token/verify`: checking it again, as every later request does (remembered);
 //! - `pii/blind_index_and_open_profile`: the email blind index plus decrypting a profile's
 //!   four sealed fields, what a login lookup and `GET /users/me` do besides the store;
 //! - `password/argon2_verify`: one password check with the OWASP defaults (the floor of a login).
@@ -22,6 +23,13 @@ fn bench_token(criterion: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("verify", |bencher| {
         bencher.iter(|| keys.verify(std::hint::black_box(&token)).expect("valid"))
+    });
+    group.bench_function("verify_first", |bencher| {
+        bencher.iter_batched(
+            || TokenKeys::new(&[42; 32], 900),
+            |fresh| fresh.verify(std::hint::black_box(&token)).expect("valid"),
+            criterion::BatchSize::SmallInput,
+        )
     });
     group.finish();
 }

@@ -64,10 +64,10 @@ impl FromRequestParts<AppState> for AuthUser {
         }
         Ok(AuthUser {
             id,
-            roles: claims.roles,
-            jti: claims.jti,
+            roles: claims.roles.clone(),
+            jti: claims.jti.clone(),
             exp: claims.exp,
-            family: claims.fam,
+            family: claims.fam.clone(),
         })
     }
 }

@@ -1,8 +1,15 @@
 //! Access tokens: HS256 JWTs with `sub`, `roles`, `jti`, `iat` and `exp`. The algorithm is
 //! pinned: a token naming any other algorithm (`none` included) is refused.
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+/// Tokens remembered as verified (the most recent ones; each is a few hundred bytes).
+const VERIFIED_TOKENS: usize = 100_000;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -29,6 +36,34 @@ pub struct TokenKeys {
     validation: Validation,
     /// Lifetime of new tokens in seconds.
     pub ttl_secs: u64,
+    /// Tokens whose signature checked out, with their claims: a token is verified once, not
+    /// on every request (its expiry is still checked every time).
+    verified: Arc<Verified>,
+}
+
+/// Verified tokens, oldest first out.
+#[derive(Default)]
+struct Verified {
+    claims: DashMap<String, Arc<Claims>>,
+    oldest_first: Mutex<VecDeque<String>>,
+}
+
+impl Verified {
+    fn remember(&self, token: &str, claims: Arc<Claims>) {
+        if self.claims.insert(token.to_owned(), claims).is_some() {
+            return;
+        }
+        let mut oldest_first = self
+            .oldest_first
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        oldest_first.push_back(token.to_owned());
+        while oldest_first.len() > VERIFIED_TOKENS {
+            if let Some(oldest) = oldest_first.pop_front() {
+                self.claims.remove(&oldest);
+            }
+        }
+    }
 }
 
 impl TokenKeys {
@@ -42,6 +77,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(secret),
             validation,
             ttl_secs,
+            verified: Arc::default(),
         }
     }
 
@@ -69,9 +105,19 @@ impl TokenKeys {
     }
 
     /// The claims of a valid, unexpired token signed with this key.
-    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, jsonwebtoken::errors::Error> {
+        if let Some(claims) = self.verified.claims.get(token) {
+            // The same token, byte for byte, was verified before: only its expiry can change.
+            if claims.exp >= chrono::Utc::now().timestamp() {
+                return Ok(claims.clone());
+            }
+            return Err(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into());
+        }
+        let claims = Arc::new(
+            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims,
+        );
+        self.verified.remember(token, claims.clone());
+        Ok(claims)
     }
 }
 
@@ -112,5 +158,22 @@ mod tests {
         // header {"alg":"none","typ":"JWT"}, payload {"sub":"1","roles":["admin"],"exp":9999999999}
         let unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIiwicm9sZXMiOlsiYWRtaW4iXSwianRpIjoiaiIsImlhdCI6MCwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(keys.verify(unsigned).is_err());
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_but_a_changed_one_is_checked_again() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef", 60);
+        let token = keys.issue(42, &["customer".into()], None).unwrap();
+        let first = keys.verify(&token).unwrap();
+        let again = keys.verify(&token).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second check used the first"
+        );
+        // The same claims with another signature: refused, remembered token or not.
+        let (unsigned, _) = token.rsplit_once('.').unwrap();
+        assert!(keys.verify(&format!("{unsigned}.AAAA")).is_err());
+        let admin = token.replacen('.', ".e", 1);
+        assert!(keys.verify(&admin).is_err());
     }
 }
