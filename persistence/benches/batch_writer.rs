@@ -18,7 +18,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use criterion::{Criterion, SamplingMode, Throughput};
 use hurry_persistence::postgres::PgStore;
 use hurry_persistence::{ConnectOptions, IdempotencyEntry, NewOrder, OrderLine, Store};
@@ -216,7 +216,7 @@ async fn prepare(store: &dyn Store, num_batches: usize, batch_size: usize) -> Ve
         .allocate_ids("orders", count)
         .await
         .expect("allocate order ids");
-    let now = Utc::now().trunc_subsecs(6);
+    let now = hurry_persistence::now_micros();
     let mut ids = first_id..;
     (0..num_batches)
         .map(|_| {

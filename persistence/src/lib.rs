@@ -14,7 +14,9 @@
 //!   the relay's [`EventSink`].
 //! - [`comparison`]: [`ComparisonStore`], the row-locked stock of the `pg_row` baseline (the
 //!   stock-strategy comparison of the load tests), apart from [`Store`].
-//! - [`sqlite`], [`postgres`]: the two backends, one file per part.
+//! - [`sqlite`], [`postgres`]: the two backends: what their dialects do differently (batch
+//!   writes, the relay's locks, arrays), and the queries both run as written, from `sql/`
+//!   (compiled into each).
 //! - [`error`]: the [`StoreError`] type.
 
 pub mod comparison;
@@ -22,7 +24,6 @@ pub mod error;
 pub mod event_store;
 pub mod model;
 pub mod postgres;
-mod rows;
 pub mod sqlite;
 pub mod store;
 

@@ -1,6 +1,12 @@
 //! Records that cross the storage boundary. Money is integer won; ids are `i64`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// Now, to the microsecond: the precision both stores keep (PostgreSQL's `timestamptz`, the
+/// text sqlx writes to SQLite), so a time written and read back compares equal to itself.
+pub fn now_micros() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
 
 /// A user to create. Personal fields arrive encrypted; the store keeps them as given.
 #[derive(Debug, Clone)]

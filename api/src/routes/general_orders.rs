@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{SubsecRound, Utc};
 use hurry_engine::domain::{IdempotencyKey, Quantity};
 use hurry_persistence::{NewGeneralOrder, OrderRecord, Placement};
 use serde::Deserialize;
@@ -106,7 +105,7 @@ async fn place(
                 i64::try_from(shared.settings.engine.payment_timeout_secs).unwrap_or(600),
             );
             // Microseconds: what both stores keep, so a replayed answer matches the first.
-            let now = Utc::now().trunc_subsecs(6);
+            let now = hurry_persistence::now_micros();
             let order = NewGeneralOrder {
                 id: shared.engine.next_order_id().await?,
                 user_id,

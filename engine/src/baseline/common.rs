@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use hurry_persistence::{DropSpec, IdempotencyEntry, ItemRecord, NewOrder, OrderLine, Store};
 use tokio::sync::OnceCell;
 
@@ -87,7 +87,7 @@ pub(super) fn new_order(
     payment_window: chrono::Duration,
 ) -> NewOrder {
     // Microseconds: what both stores keep, so a replayed answer matches the first one.
-    let now = Utc::now().trunc_subsecs(6);
+    let now = hurry_persistence::now_micros();
     let units = i64::from(quantity.get());
     let amount = units * item.price;
     NewOrder {

@@ -1,20 +1,24 @@
 //! PostgreSQL backend (cluster mode). Batches are written with `UNNEST` arrays: one statement
 //! per table per batch.
 
-mod cart;
-mod catalog;
-mod comparison;
 mod events;
 mod orders;
-mod sessions;
+/// The queries both backends share, compiled here against this backend's types.
+#[path = "../sql/mod.rs"]
+#[allow(clippy::duplicate_mod, reason = "one text compiled for each backend, on purpose")]
+mod sql;
 mod users;
-mod verification;
+
+use users::insert_roles;
 mod writer;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions as _, Connection as _, Row};
+
+use sql::rows::*;
+use sql::ITEM_COLUMNS;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,9 +49,6 @@ impl std::fmt::Debug for PgStore {
 
 /// Key of the drops claim's advisory lock (per database, like every advisory lock).
 const DROPS_LOCK: i64 = 0x6875_7272_7964_726f; // "hurrydro"
-
-const ITEM_COLUMNS: &str = "i.id, i.seller_id, i.name, i.description, i.price, i.stock, \
-     i.created_at, d.opens_at, d.closes_at, d.per_user_limit, d.total_units";
 
 impl PgStore {
     /// Connects and runs the migrations.
@@ -93,37 +94,7 @@ impl PgStore {
         &self.pool
     }
 
-    async fn roles_of(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
-        let roles: Vec<String> =
-            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(normalise_roles(roles))
-    }
-
-    async fn user_where(
-        &self,
-        clause: &str,
-        arg: Arg<'_>,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!(
-            "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
-             FROM users WHERE {clause} AND deleted_at IS NULL"
-        );
-        let query = sqlx::query(&sql);
-        let query = match arg {
-            Arg::Int(value) => query.bind(value),
-            Arg::Text(value) => query.bind(value),
-        };
-        let Some(row) = query.fetch_optional(&self.pool).await? else {
-            return Ok(None);
-        };
-        let mut user = user_from_row(&row)?;
-        user.roles = self.roles_of(user.id).await?;
-        Ok(Some(user))
-    }
-
+    /// The lines of the orders `order_ids`, by order, then line number.
     async fn lines_of(&self, order_ids: &[i64]) -> Result<Vec<(i64, OrderLine)>, StoreError> {
         let rows = sqlx::query(
             "SELECT order_id, item_id, quantity, unit_price, amount FROM order_lines \
@@ -134,24 +105,76 @@ impl PgStore {
         .await?;
         rows.iter().map(line_from_row).collect()
     }
+}
 
-    async fn with_lines(&self, rows: Vec<PgRow>) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut orders = rows
-            .iter()
-            .map(order_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<i64> = orders.iter().map(|order| order.id).collect();
-        attach_lines(&mut orders, self.lines_of(&ids).await?);
-        Ok(orders)
+/// What the shared queries ([`sql`]) call this backend by.
+type SqlStore = PgStore;
+type Db = sqlx::Postgres;
+type DbRow = PgRow;
+const BACKEND: Backend = Backend::Postgres;
+/// Locks the rows a `SELECT` in a [`PgStore::begin_guarded`] transaction reads.
+const FOR_UPDATE: &str = " FOR UPDATE";
+const GREATEST: &str = "GREATEST";
+/// Event payload columns are `json`.
+const JSON_TYPE: &str = "JSON";
+
+fn uuid_param(id: uuid::Uuid) -> uuid::Uuid {
+    id
+}
+
+/// The session and code tables keep times as `timestamptz`.
+type TokenTime = DateTime<Utc>;
+
+fn token_time(at: DateTime<Utc>) -> TokenTime {
+    at
+}
+
+fn from_token_time(at: TokenTime) -> Result<DateTime<Utc>, StoreError> {
+    Ok(at)
+}
+
+impl PgStore {
+    fn reads(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction whose `SELECT … FOR UPDATE` rows stay as read until it ends.
+    async fn begin_guarded(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Takes the drops claim: a session advisory lock, held by a connection of its own for as
+    /// long as the claim lasts; then fences the writers of an earlier process.
+    async fn claim(&self) -> Result<bool, StoreError> {
+        let mut held = self.drops_claim.lock().await;
+        if held.is_some() {
+            return Ok(true);
+        }
+        let options = self.connect.clone().application_name("hurry-drops");
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(DROPS_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        if !claimed {
+            return Ok(false);
+        }
+        writer::fence_earlier_writers(&mut conn).await?;
+        *held = Some(conn);
+        Ok(true)
+    }
+
+    async fn release(&self) {
+        if let Some(conn) = self.drops_claim.lock().await.take() {
+            // Closing the session ends its advisory lock.
+            let _ = conn.close().await;
+        }
     }
 }
-
-enum Arg<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
-crate::rows::row_decoders!(PgRow);
 
 /// Writes an outbox event (version 1, now) inside the caller's transaction.
 async fn enqueue_event(
@@ -174,79 +197,4 @@ async fn enqueue_event(
 
 fn decode_uuid(row: &PgRow, column: &str) -> Result<uuid::Uuid, StoreError> {
     Ok(row.try_get(column)?)
-}
-
-#[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(key)
-            .bind(init)
-            .execute(&self.pool)
-            .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError> {
-        let next: i64 = sqlx::query_scalar(
-            "UPDATE id_blocks SET next_id = next_id + $2 WHERE name = $1 RETURNING next_id",
-        )
-        .bind(name)
-        .bind(i64::from(count))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(next - i64::from(count))
-    }
-
-    async fn claim_drops(&self) -> Result<bool, StoreError> {
-        let mut held = self.drops_claim.lock().await;
-        if held.is_some() {
-            return Ok(true);
-        }
-        let options = self.connect.clone().application_name("hurry-drops");
-        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
-        let claimed: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(DROPS_LOCK)
-            .fetch_one(&mut conn)
-            .await?;
-        if !claimed {
-            return Ok(false);
-        }
-        writer::fence_earlier_writers(&mut conn).await?;
-        *held = Some(conn);
-        Ok(true)
-    }
-
-    async fn release_drops(&self) {
-        if let Some(conn) = self.drops_claim.lock().await.take() {
-            // Closing the session ends its advisory lock.
-            let _ = conn.close().await;
-        }
-    }
 }

@@ -1,14 +1,11 @@
 //! Orders and batched order writes on PostgreSQL.
 
 use super::*;
-use crate::comparison::DropOrderTuple;
-use crate::store::OrderStore;
 use crate::store::{order_created_payload, price_lines};
-use crate::DropOrderRow;
 
-#[async_trait]
-impl OrderStore for PgStore {
-    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError> {
+impl PgStore {
+    /// [`OrderStore::commit_orders`](crate::OrderStore::commit_orders).
+    pub(super) async fn commit(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError> {
         let columns = BatchColumns::from_orders(orders);
         let mut lease = self.writers.checkout().await?;
         let deadline = self.writers.deadline();
@@ -17,7 +14,8 @@ impl OrderStore for PgStore {
         lease.finish(written)
     }
 
-    async fn settle_orders(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+    /// [`OrderStore::settle_orders`](crate::OrderStore::settle_orders).
+    pub(super) async fn settle(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         // A connection of its own: what broke the write may have broken the pooled ones too.
         let mut conn = sqlx::PgConnection::connect_with(&self.connect).await?;
         self.writers.fence(&mut conn).await?;
@@ -29,7 +27,8 @@ impl OrderStore for PgStore {
         Ok(stored)
     }
 
-    async fn place_order(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
+    /// [`OrderStore::place_order`](crate::OrderStore::place_order).
+    pub(super) async fn place(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
         let mut ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
         ids.sort_unstable();
         let mut tx = self.pool.begin().await?;
@@ -76,42 +75,8 @@ impl OrderStore for PgStore {
         Ok(Placement::Placed(new_order.to_record()))
     }
 
-    async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, status, amount, payment_due_at, created_at FROM orders WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(self.with_lines(rows).await?.pop())
-    }
-
-    async fn list_orders(
-        &self,
-        user_id: i64,
-        page: u32,
-        size: u32,
-    ) -> Result<Page<OrderRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, status, amount, payment_due_at, created_at FROM orders \
-             WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
-        )
-        .bind(user_id)
-        .bind(i64::from(size))
-        .bind(i64::from(page) * i64::from(size))
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = $1")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Page {
-            rows: self.with_lines(rows).await?,
-            total: u64::try_from(total).unwrap_or(0),
-        })
-    }
-
-    async fn transition_order(
+    /// [`OrderStore::transition_order`](crate::OrderStore::transition_order).
+    pub(super) async fn transition(
         &self,
         order_id: i64,
         from: &str,
@@ -135,70 +100,6 @@ impl OrderStore for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         Ok(changed.is_some())
-    }
-
-    async fn orders_in_status(
-        &self,
-        user_id: i64,
-        status: &str,
-    ) -> Result<Vec<OrderRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, status, amount, payment_due_at, created_at FROM orders \
-             WHERE user_id = $1 AND status = $2 ORDER BY id",
-        )
-        .bind(user_id)
-        .bind(status)
-        .fetch_all(&self.pool)
-        .await?;
-        self.with_lines(rows).await
-    }
-
-    async fn idempotency_record(
-        &self,
-        user_id: i64,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row: Option<(String, i32, Option<i64>)> = sqlx::query_as(
-            "SELECT request_hash, status_code, order_id FROM idempotency_keys \
-             WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(request_hash, status_code, order_id)| IdempotencyRecord {
-                request_hash,
-                status_code: u16::try_from(status_code).unwrap_or(500),
-                order_id,
-            }),
-        )
-    }
-
-    async fn users_with_idempotency_keys(&self) -> Result<Vec<i64>, StoreError> {
-        let users: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT user_id FROM idempotency_keys")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(users)
-    }
-
-    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
-        // Keys joined by order id through one aggregate (a lookup per order by user would scan
-        // each buyer's keys once per order: minutes for a large drop).
-        let rows: Vec<DropOrderTuple> = sqlx::query_as(
-            "SELECT o.id, o.user_id, l.units, o.status, k.key \
-             FROM (SELECT order_id, SUM(quantity)::BIGINT AS units FROM order_lines \
-                   WHERE item_id = $1 GROUP BY order_id) AS l \
-             JOIN orders o ON o.id = l.order_id \
-             LEFT JOIN (SELECT order_id, MIN(key) AS key FROM idempotency_keys \
-                        WHERE order_id IN (SELECT order_id FROM order_lines WHERE item_id = $1) \
-                        GROUP BY order_id) AS k ON k.order_id = o.id \
-             ORDER BY o.id",
-        )
-        .bind(item_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(DropOrderRow::from).collect())
     }
 }
 

@@ -1,14 +1,11 @@
 //! The outbox relay, inboxes, dead letters and the ledger on SQLite.
 
 use super::*;
-use crate::event_store::{EventSink, EventStore};
+use crate::event_store::EventSink;
 
-const DEAD_LETTER_COLUMNS: &str = "id, consumer, event_id, event_type, version, aggregate_id, \
-     occurred_at, payload, error, deliveries, failed_at, replayed_at";
-
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn relay_outbox(
+impl SqliteStore {
+    /// [`EventStore::relay_outbox`](crate::EventStore::relay_outbox).
+    pub(super) async fn relay_one(
         &self,
         shard: RelayShard,
         limit: u32,
@@ -42,7 +39,7 @@ impl EventStore for SqliteStore {
             "UPDATE outbox SET published_at = ? \
              WHERE id BETWEEN ? AND ? AND published_at IS NULL",
         )
-        .bind(Utc::now().trunc_subsecs(6))
+        .bind(now_micros())
         .bind(first)
         .bind(last)
         .execute(&self.writer)
@@ -53,25 +50,22 @@ impl EventStore for SqliteStore {
         })
     }
 
-    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
+    /// Every shard: here only shard 0 has events (one node, one relay).
+    pub(super) async fn relay_all(
+        &self,
+        count: u32,
+        limit: u32,
+        sink: &dyn EventSink,
+    ) -> Result<RelayRun, StoreError> {
+        let shard = RelayShard {
+            index: 0,
+            count: count.max(1),
+        };
+        self.relay_one(shard, limit, sink).await
     }
 
-    async fn unpublish_outbox_after(&self, id: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE outbox SET published_at = NULL WHERE id > ? AND published_at IS NOT NULL",
-        )
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn apply_effects(
+    /// [`EventStore::apply_effects`](crate::EventStore::apply_effects) in two statements.
+    pub(super) async fn apply(
         &self,
         consumer: &str,
         effects: &[(uuid::Uuid, Effect)],
@@ -86,7 +80,7 @@ impl EventStore for SqliteStore {
             .collect();
         let ids: Vec<String> = effects.iter().map(|(id, _)| id.to_string()).collect();
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
-        let now = Utc::now().trunc_subsecs(6);
+        let now = now_micros();
         let mut tx = self.writer.begin().await?;
         let fresh: std::collections::HashSet<String> = sqlx::query_scalar(
             "INSERT INTO inbox (consumer, event_id, processed_at) \
@@ -149,119 +143,5 @@ impl EventStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(fresh.len())
-    }
-
-    async fn event_processed(
-        &self,
-        consumer: &str,
-        event_id: uuid::Uuid,
-    ) -> Result<bool, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = ? AND event_id = ?)",
-        )
-        .bind(consumer)
-        .bind(event_id.to_string())
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    async fn add_dead_letter(&self, letter: &NewDeadLetter) -> Result<i64, StoreError> {
-        let event = &letter.event;
-        Ok(sqlx::query_scalar(
-            "INSERT INTO dead_letters (consumer, event_id, event_type, version, aggregate_id, \
-             occurred_at, payload, error, deliveries, failed_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&letter.consumer)
-        .bind(event.event_id.to_string())
-        .bind(&event.event_type)
-        .bind(event.version)
-        .bind(event.aggregate_id)
-        .bind(event.occurred_at)
-        .bind(event.payload.get())
-        .bind(&letter.error)
-        .bind(i32::try_from(letter.deliveries).unwrap_or(i32::MAX))
-        .bind(Utc::now().trunc_subsecs(6))
-        .fetch_one(&self.writer)
-        .await?)
-    }
-
-    async fn dead_letters(
-        &self,
-        page: u32,
-        size: u32,
-    ) -> Result<Page<DeadLetterRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters ORDER BY id DESC LIMIT ? OFFSET ?"
-        ))
-        .bind(i64::from(size))
-        .bind(i64::from(page) * i64::from(size))
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Page {
-            rows: rows
-                .iter()
-                .map(dead_letter_from_row)
-                .collect::<Result<_, _>>()?,
-            total: u64::try_from(total).unwrap_or(0),
-        })
-    }
-
-    async fn replay_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let copied = sqlx::query(
-            "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-             SELECT event_id, event_type, version, aggregate_id, occurred_at, payload \
-             FROM dead_letters WHERE id = ?",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if copied == 0 {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE dead_letters SET replayed_at = ? WHERE id = ?")
-            .bind(Utc::now().trunc_subsecs(6))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn ledger_of_order(&self, order_id: i64) -> Result<Vec<LedgerRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, event_id, order_id, item_id, seller_id, kind, quantity, amount \
-             FROM ledger_entries WHERE order_id = ? ORDER BY id",
-        )
-        .bind(order_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(ledger_from_row).collect()
-    }
-
-    async fn prune_events(
-        &self,
-        published_before: DateTime<Utc>,
-        max_outbox_id: Option<i64>,
-        processed_before: DateTime<Utc>,
-    ) -> Result<Pruned, StoreError> {
-        let outbox =
-            sqlx::query("DELETE FROM outbox WHERE published_at < ? AND id <= COALESCE(?, id)")
-                .bind(published_before.trunc_subsecs(6))
-                .bind(max_outbox_id)
-                .execute(&self.writer)
-                .await?
-                .rows_affected();
-        let inbox = sqlx::query("DELETE FROM inbox WHERE processed_at < ?")
-            .bind(processed_before.trunc_subsecs(6))
-            .execute(&self.writer)
-            .await?
-            .rows_affected();
-        Ok(Pruned { outbox, inbox })
     }
 }

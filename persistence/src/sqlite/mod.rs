@@ -7,14 +7,15 @@
 //! (`writer`, a pool of one: writers queue, in order, on an async semaphore and never meet in
 //! SQLite), and reads use the other pool (WAL readers do not block the writer).
 
-mod cart;
-mod catalog;
-mod comparison;
 mod events;
 mod orders;
-mod sessions;
+/// The queries both backends share, compiled here against this backend's types.
+#[path = "../sql/mod.rs"]
+#[allow(clippy::duplicate_mod, reason = "one text compiled for each backend, on purpose")]
+mod sql;
 mod users;
-mod verification;
+
+use users::insert_roles;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -31,11 +32,10 @@ use crate::model::*;
 use crate::store::{normalise_roles, Backend, Store};
 use crate::ConnectOptions;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+use sql::rows::*;
+use sql::ITEM_COLUMNS;
 
-const ITEM_COLUMNS: &str = "i.id, i.seller_id, i.name, i.description, i.price, i.stock, \
-     i.created_at, d.opens_at, d.closes_at, d.per_user_limit, d.total_units";
-const ORDER_COLUMNS: &str = "id, user_id, status, amount, payment_due_at, created_at";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// A [`Store`] on a SQLite file.
 #[derive(Debug, Clone)]
@@ -97,54 +97,17 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn roles_of(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
-        let roles: Vec<String> =
-            sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = ? ORDER BY role")
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(normalise_roles(roles))
-    }
-
-    async fn finish_user(&self, row: Option<SqliteRow>) -> Result<Option<UserRecord>, StoreError> {
-        let Some(row) = row else { return Ok(None) };
-        let mut user = user_from_row(&row)?;
-        user.roles = self.roles_of(user.id).await?;
-        Ok(Some(user))
-    }
-
-    /// Orders selected by `filter` (a clause over `orders`) with their lines.
-    async fn orders_where(
-        &self,
-        filter: &str,
-        binds: &[i64],
-    ) -> Result<Vec<OrderRecord>, StoreError> {
-        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE {filter}");
-        let mut query = sqlx::query(&sql);
-        for value in binds {
-            query = query.bind(*value);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut orders = rows
-            .iter()
-            .map(order_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let lines_sql = format!(
+    /// The lines of the orders `order_ids`, by order, then line number.
+    async fn lines_of(&self, order_ids: &[i64]) -> Result<Vec<(i64, OrderLine)>, StoreError> {
+        let ids_json = serde_json::to_string(order_ids).unwrap_or_else(|_| "[]".to_owned());
+        let rows = sqlx::query(
             "SELECT order_id, item_id, quantity, unit_price, amount FROM order_lines \
-             WHERE order_id IN (SELECT id FROM orders WHERE {filter}) ORDER BY order_id, line_no"
-        );
-        let mut lines_query = sqlx::query(&lines_sql);
-        for value in binds {
-            lines_query = lines_query.bind(*value);
-        }
-        let lines = lines_query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(line_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        attach_lines(&mut orders, lines);
-        Ok(orders)
+             WHERE order_id IN (SELECT value FROM json_each($1)) ORDER BY order_id, line_no",
+        )
+        .bind(ids_json)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(line_from_row).collect()
     }
 }
 
@@ -172,83 +135,50 @@ fn create_parent_folder(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-crate::rows::row_decoders!(SqliteRow);
+/// What the shared queries ([`sql`]) call this backend by.
+type SqlStore = SqliteStore;
+type Db = sqlx::Sqlite;
+type DbRow = SqliteRow;
+const BACKEND: Backend = Backend::Sqlite;
+/// Empty: a [`SqliteStore::begin_guarded`] transaction holds the write lock already.
+const FOR_UPDATE: &str = "";
+const GREATEST: &str = "MAX";
+/// Event payloads are JSON text.
+const JSON_TYPE: &str = "TEXT";
 
-/// Writes an outbox event (version 1, now) inside the caller's transaction.
-async fn enqueue_event(
-    conn: &mut sqlx::SqliteConnection,
-    event_type: &str,
-    aggregate_id: i64,
-    payload: serde_json::Value,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-         VALUES (?, ?, 1, ?, ?, ?)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(event_type)
-    .bind(aggregate_id)
-    .bind(Utc::now().trunc_subsecs(6))
-    .bind(payload.to_string())
-    .execute(conn)
-    .await?;
-    Ok(())
+fn uuid_param(id: uuid::Uuid) -> String {
+    id.to_string()
 }
 
-fn decode_uuid(row: &SqliteRow, column: &str) -> Result<uuid::Uuid, StoreError> {
-    let text: String = row.try_get(column)?;
-    uuid::Uuid::parse_str(&text).map_err(|err| StoreError::Corrupt(format!("{column}: {err}")))
+/// The session and code tables keep times as unix seconds.
+type TokenTime = i64;
+
+fn token_time(at: DateTime<Utc>) -> TokenTime {
+    at.timestamp()
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
+fn from_token_time(seconds: TokenTime) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp(seconds, 0)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {seconds} out of range")))
+}
+
+impl SqliteStore {
+    fn reads(&self) -> &SqlitePool {
+        &self.pool
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    fn writes(&self) -> &SqlitePool {
+        &self.writer
     }
 
-    async fn setting_or_init(&self, key: &str, init: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(key)
-            .bind(init)
-            .execute(&self.writer)
-            .await?;
-        Ok(
-            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?,
-        )
+    /// A transaction with SQLite's write lock from its start (`BEGIN IMMEDIATE`): what it
+    /// reads stays as read until it ends.
+    async fn begin_guarded(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
-    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES (?, ?) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    async fn allocate_ids(&self, name: &str, count: u32) -> Result<i64, StoreError> {
-        let next: i64 = sqlx::query_scalar(
-            "UPDATE id_blocks SET next_id = next_id + ? WHERE name = ? RETURNING next_id",
-        )
-        .bind(i64::from(count))
-        .bind(name)
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(next - i64::from(count))
-    }
-
-    async fn claim_drops(&self) -> Result<bool, StoreError> {
+    /// Takes the drops claim: the lock of `PATH.lock`, held while the file stays open.
+    async fn claim(&self) -> Result<bool, StoreError> {
         let Some(path) = &self.lock_path else {
             return Ok(true);
         };
@@ -277,11 +207,37 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn release_drops(&self) {
+    async fn release(&self) {
         // Closing the file ends its lock.
         self.drops_claim
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
     }
+}
+
+/// Writes an outbox event (version 1, now) inside the caller's transaction.
+async fn enqueue_event(
+    conn: &mut sqlx::SqliteConnection,
+    event_type: &str,
+    aggregate_id: i64,
+    payload: serde_json::Value,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
+         VALUES (?, ?, 1, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(event_type)
+    .bind(aggregate_id)
+    .bind(now_micros())
+    .bind(payload.to_string())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+fn decode_uuid(row: &SqliteRow, column: &str) -> Result<uuid::Uuid, StoreError> {
+    let text: String = row.try_get(column)?;
+    uuid::Uuid::parse_str(&text).map_err(|err| StoreError::Corrupt(format!("{column}: {err}")))
 }

@@ -1,14 +1,11 @@
 //! Orders and batched order writes on SQLite.
 
 use super::*;
-use crate::comparison::DropOrderTuple;
-use crate::store::OrderStore;
 use crate::store::{order_created_payload, price_lines};
-use crate::DropOrderRow;
 
-#[async_trait]
-impl OrderStore for SqliteStore {
-    async fn commit_orders(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError> {
+impl SqliteStore {
+    /// [`OrderStore::commit_orders`](crate::OrderStore::commit_orders).
+    pub(super) async fn commit(&self, orders: &[NewOrder]) -> Result<Vec<i64>, StoreError> {
         // Waiting for the one writer connection sends nothing: only the write can be in doubt.
         let mut conn = self.writer.acquire().await?;
         let write = async {
@@ -24,7 +21,8 @@ impl OrderStore for SqliteStore {
             .unwrap_or_else(|_| Err(StoreError::InDoubt("no answer in time".into())))
     }
 
-    async fn settle_orders(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+    /// [`OrderStore::settle_orders`](crate::OrderStore::settle_orders).
+    pub(super) async fn settle(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let ids_json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
         Ok(sqlx::query_scalar(
             "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
@@ -34,7 +32,8 @@ impl OrderStore for SqliteStore {
         .await?)
     }
 
-    async fn place_order(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
+    /// [`OrderStore::place_order`](crate::OrderStore::place_order).
+    pub(super) async fn place(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
         let ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
         // IMMEDIATE: the write lock from the start, so the stock read is the stock written.
@@ -54,7 +53,7 @@ impl OrderStore for SqliteStore {
             Ok(new_order) => new_order,
             Err(rejection) => return Ok(rejection),
         };
-        let now = Utc::now().trunc_subsecs(6);
+        let now = now_micros();
         for &(item_id, quantity) in &order.lines {
             sqlx::query("UPDATE items SET stock = stock - ?, updated_at = ? WHERE id = ?")
                 .bind(quantity)
@@ -85,40 +84,14 @@ impl OrderStore for SqliteStore {
         Ok(Placement::Placed(new_order.to_record()))
     }
 
-    async fn order_by_id(&self, id: i64) -> Result<Option<OrderRecord>, StoreError> {
-        Ok(self.orders_where("id = ?", &[id]).await?.pop())
-    }
-
-    async fn list_orders(
-        &self,
-        user_id: i64,
-        page: u32,
-        size: u32,
-    ) -> Result<Page<OrderRecord>, StoreError> {
-        let rows = self
-            .orders_where(
-                "id IN (SELECT id FROM orders WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?) \
-                 ORDER BY id DESC",
-                &[user_id, i64::from(size), i64::from(page) * i64::from(size)],
-            )
-            .await?;
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Page {
-            rows,
-            total: u64::try_from(total).unwrap_or(0),
-        })
-    }
-
-    async fn transition_order(
+    /// [`OrderStore::transition_order`](crate::OrderStore::transition_order).
+    pub(super) async fn transition(
         &self,
         order_id: i64,
         from: &str,
         to: &str,
     ) -> Result<bool, StoreError> {
-        let now = Utc::now().trunc_subsecs(6);
+        let now = now_micros();
         let mut tx = self.writer.begin().await?;
         let changed: Option<(i64, i64)> = sqlx::query_as(
             "UPDATE orders SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2 \
@@ -139,67 +112,6 @@ impl OrderStore for SqliteStore {
         enqueue_event(&mut tx, &format!("order.{to}"), order_id, payload).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn orders_in_status(
-        &self,
-        user_id: i64,
-        status: &str,
-    ) -> Result<Vec<OrderRecord>, StoreError> {
-        // orders_where binds integers only; a user's orders are few, so filter here.
-        let mut orders = self
-            .orders_where("user_id = ? ORDER BY id", &[user_id])
-            .await?;
-        orders.retain(|order| order.status == status);
-        Ok(orders)
-    }
-
-    async fn idempotency_record(
-        &self,
-        user_id: i64,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT request_hash, status_code, order_id FROM idempotency_keys \
-             WHERE user_id = ? AND key = ?",
-        )
-        .bind(user_id)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(
-            row.map(|(request_hash, status_code, order_id)| IdempotencyRecord {
-                request_hash,
-                status_code: u16::try_from(status_code).unwrap_or(500),
-                order_id,
-            }),
-        )
-    }
-
-    async fn users_with_idempotency_keys(&self) -> Result<Vec<i64>, StoreError> {
-        let users: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT user_id FROM idempotency_keys")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(users)
-    }
-
-    async fn drop_orders(&self, item_id: i64) -> Result<Vec<DropOrderRow>, StoreError> {
-        // Keys joined by order id through one aggregate (a lookup per order by user would scan
-        // each buyer's keys once per order: minutes for a large drop).
-        let rows: Vec<DropOrderTuple> = sqlx::query_as(
-            "SELECT o.id, o.user_id, l.units, o.status, k.key \
-             FROM (SELECT order_id, SUM(quantity) AS units FROM order_lines \
-                   WHERE item_id = ?1 GROUP BY order_id) AS l \
-             JOIN orders o ON o.id = l.order_id \
-             LEFT JOIN (SELECT order_id, MIN(key) AS key FROM idempotency_keys \
-                        WHERE order_id IN (SELECT order_id FROM order_lines WHERE item_id = ?1) \
-                        GROUP BY order_id) AS k ON k.order_id = o.id \
-             ORDER BY o.id",
-        )
-        .bind(item_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(DropOrderRow::from).collect())
     }
 }
 

@@ -1,182 +1,38 @@
-//! Accounts and roles on SQLite.
+//! What accounts need of SQLite beyond the shared queries: a loop where PostgreSQL has arrays.
 
 use super::*;
-use crate::store::UserStore;
 
-#[async_trait]
-impl UserStore for SqliteStore {
-    async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "INSERT INTO users (email, password_hash, name, phone, address, email_verified, created_at, email_index) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             RETURNING id, email, password_hash, name, phone, address, email_verified, created_at",
-        )
-        .bind(&user.email)
-        .bind(&user.password_hash)
-        .bind(&user.name)
-        .bind(&user.phone)
-        .bind(&user.address)
-        .bind(user.email_verified)
-        .bind(Utc::now().trunc_subsecs(6))
-        .bind(&user.email_index)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut record = user_from_row(&row)?;
-        let roles = normalise_roles(user.extra_roles.clone());
-        for role in &roles {
-            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES (?, ?)")
-                .bind(record.id)
-                .bind(role)
-                .execute(&mut *tx)
-                .await?;
-        }
-        enqueue_event(
-            &mut tx,
-            "user.created",
-            record.id,
-            serde_json::json!({
-                "user_id": record.id,
-                "roles": roles,
-                "email_verified": record.email_verified,
-            }),
-        )
-        .await?;
-        if let Some(code) = &user.verification {
-            super::verification::upsert_code(&mut tx, record.id, code, Utc::now()).await?;
-        }
-        tx.commit().await?;
-        record.roles = roles;
-        Ok(record)
-    }
-
-    async fn user_by_email_index(
-        &self,
-        email_index: &str,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(&live_user_by("email_index"))
-            .bind(email_index)
-            .fetch_optional(&self.pool)
-            .await?;
-        self.finish_user(row).await
-    }
-
-    async fn user_by_id(&self, id: i64) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query(&live_user_by("id"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        self.finish_user(row).await
-    }
-
-    async fn grant_roles(
-        &self,
-        user_id: i64,
-        roles: &[String],
-    ) -> Result<Option<Vec<String>>, StoreError> {
-        if self.user_by_id(user_id).await?.is_none() {
-            return Ok(None);
-        }
-        let mut tx = self.writer.begin().await?;
-        for role in roles {
-            sqlx::query(
-                "INSERT INTO user_roles (user_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(user_id)
-            .bind(role)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Some(self.roles_of(user_id).await?))
-    }
-
-    async fn update_profile(
-        &self,
-        user_id: i64,
-        change: &ProfileChange,
-    ) -> Result<Option<UserRecord>, StoreError> {
+/// Gives `user_id` the `roles` it lacks.
+pub(super) async fn insert_roles(
+    conn: &mut sqlx::SqliteConnection,
+    user_id: i64,
+    roles: &[String],
+) -> Result<(), StoreError> {
+    for role in roles {
         sqlx::query(
-            "UPDATE users SET name = COALESCE(?2, name), phone = COALESCE(?3, phone), \
-             address = COALESCE(?4, address) WHERE id = ?1 AND deleted_at IS NULL",
+            "INSERT INTO user_roles (user_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
         .bind(user_id)
-        .bind(&change.name)
-        .bind(&change.phone)
-        .bind(&change.address)
-        .execute(&self.writer)
+        .bind(role)
+        .execute(&mut *conn)
         .await?;
-        self.user_by_id(user_id).await
     }
+    Ok(())
+}
 
-    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
-            .bind(user_id)
-            .bind(password_hash)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
-    async fn delete_user(
+impl SqliteStore {
+    /// Customers with their roles and `user.created` events, in one transaction.
+    pub(super) async fn insert_customers(
         &self,
-        user_id: i64,
-        shredded: &str,
-        freed_index: &str,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let deleted = sqlx::query(
-            "UPDATE users SET email = ?2, name = ?2, phone = NULL, address = NULL, \
-             email_index = ?3, deleted_at = ?4 WHERE id = ?1 AND deleted_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(shredded)
-        .bind(freed_index)
-        .bind(Utc::now().trunc_subsecs(6))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(Utc::now().timestamp())
-        .execute(&mut *tx)
-        .await?;
-        for table in ["cart_items", "wishlist_items"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if deleted.rows_affected() > 0 {
-            enqueue_event(
-                &mut tx,
-                "user.deleted",
-                user_id,
-                serde_json::json!({ "user_id": user_id }),
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(deleted.rows_affected() > 0)
-    }
-
-    async fn deleted_user_ids(&self) -> Result<Vec<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM users WHERE deleted_at IS NOT NULL")
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn create_customers(&self, users: &[NewUser]) -> Result<Vec<i64>, StoreError> {
-        let now = Utc::now().trunc_subsecs(6);
+        users: &[NewUser],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let mut ids = Vec::with_capacity(users.len());
         for user in users {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO users (email, email_index, password_hash, name, email_verified, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(&user.email)
             .bind(&user.email_index)
@@ -186,10 +42,7 @@ impl UserStore for SqliteStore {
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-            sqlx::query("INSERT INTO user_roles (user_id, role) VALUES (?, 'customer')")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            insert_roles(&mut tx, id, &["customer".to_owned()]).await?;
             let payload = serde_json::json!({
                 "user_id": id, "roles": ["customer"], "email_verified": user.email_verified,
             });
@@ -199,12 +52,4 @@ impl UserStore for SqliteStore {
         tx.commit().await?;
         Ok(ids)
     }
-}
-
-/// The live user whose column `column` equals the one bound parameter.
-fn live_user_by(column: &str) -> String {
-    format!(
-        "SELECT id, email, password_hash, name, phone, address, email_verified, created_at \
-         FROM users WHERE {column} = ? AND deleted_at IS NULL"
-    )
 }

@@ -1,19 +1,18 @@
-//! Items and drops on SQLite.
+//! Items and drops.
 
-use super::*;
-use crate::store::check_new_item;
-use crate::store::item_created_payload;
-use crate::store::CatalogStore;
+use super::super::*;
+use super::RELEASING;
+use crate::store::{check_new_item, item_created_payload, CatalogStore};
 
 #[async_trait]
-impl CatalogStore for SqliteStore {
+impl CatalogStore for SqlStore {
     async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError> {
         check_new_item(item)?;
-        let created_at = Utc::now().trunc_subsecs(6);
-        let mut tx = self.writer.begin().await?;
+        let created_at = now_micros();
+        let mut tx = self.writes().begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO items (seller_id, name, description, price, stock, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
         )
         .bind(item.seller_id)
         .bind(&item.name)
@@ -21,18 +20,17 @@ impl CatalogStore for SqliteStore {
         .bind(item.price)
         .bind(item.stock)
         .bind(created_at)
-        .bind(created_at)
         .fetch_one(&mut *tx)
         .await?;
         if let Some(drop) = &item.drop {
             sqlx::query(
                 "INSERT INTO drops (item_id, opens_at, closes_at, per_user_limit, total_units) \
-                 VALUES (?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(id)
             .bind(drop.opens_at)
             .bind(drop.closes_at)
-            .bind(i64::from(drop.per_user_limit))
+            .bind(i32::try_from(drop.per_user_limit).unwrap_or(i32::MAX))
             .bind(drop.total_units)
             .execute(&mut *tx)
             .await?;
@@ -45,11 +43,11 @@ impl CatalogStore for SqliteStore {
     async fn item_by_id(&self, id: i64) -> Result<Option<ItemRecord>, StoreError> {
         let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN drops d ON d.item_id = i.id \
-             WHERE i.id = ? AND i.deleted_at IS NULL"
+             WHERE i.id = $1 AND i.deleted_at IS NULL"
         );
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reads())
             .await?;
         row.as_ref().map(item_from_row).transpose()
     }
@@ -57,15 +55,15 @@ impl CatalogStore for SqliteStore {
     async fn list_items(&self, page: u32, size: u32) -> Result<Page<ItemRecord>, StoreError> {
         let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN drops d ON d.item_id = i.id \
-             WHERE i.deleted_at IS NULL ORDER BY i.id LIMIT ? OFFSET ?"
+             WHERE i.deleted_at IS NULL ORDER BY i.id LIMIT $1 OFFSET $2"
         );
         let rows = sqlx::query(&sql)
             .bind(i64::from(size))
             .bind(i64::from(page) * i64::from(size))
-            .fetch_all(&self.pool)
+            .fetch_all(self.reads())
             .await?;
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE deleted_at IS NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(self.reads())
             .await?;
         Ok(Page {
             rows: rows.iter().map(item_from_row).collect::<Result<_, _>>()?,
@@ -78,12 +76,13 @@ impl CatalogStore for SqliteStore {
             "SELECT {ITEM_COLUMNS} FROM items i JOIN drops d ON d.item_id = i.id \
              WHERE i.deleted_at IS NULL ORDER BY i.id"
         );
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(self.reads()).await?;
         let items = rows
             .iter()
             .map(item_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        // Timestamps are text here: compare them as times, not as strings.
+        // SQLite keeps times as text: compare them as times here, not as strings there (read
+        // once at start, over the drops that exist).
         Ok(items
             .into_iter()
             .filter(|item| item.drop.as_ref().is_some_and(|drop| drop.closes_at > now))
@@ -91,17 +90,13 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn drop_sales(&self, item_id: i64) -> Result<DropSales, StoreError> {
-        let per_user: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT o.user_id, SUM(l.quantity) FROM order_lines l \
+        let per_user: Vec<(i64, i64)> = sqlx::query_as(&format!(
+            "SELECT o.user_id, CAST(SUM(l.quantity) AS BIGINT) FROM order_lines l \
              JOIN orders o ON o.id = l.order_id \
-             WHERE l.item_id = ? AND o.status NOT IN (?, ?, ?, ?) GROUP BY o.user_id",
-        )
+             WHERE l.item_id = $1 AND o.status NOT IN {RELEASING} GROUP BY o.user_id"
+        ))
         .bind(item_id)
-        .bind(RELEASING_STATUSES[0])
-        .bind(RELEASING_STATUSES[1])
-        .bind(RELEASING_STATUSES[2])
-        .bind(RELEASING_STATUSES[3])
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads())
         .await?;
         Ok(DropSales { per_user })
     }
@@ -112,18 +107,18 @@ impl CatalogStore for SqliteStore {
         seller_id: i64,
         change: &ItemChange,
     ) -> Result<Option<ItemRecord>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writes().begin().await?;
         let updated = sqlx::query(
-            "UPDATE items SET name = COALESCE(?3, name), description = COALESCE(?4, description), \
-             price = COALESCE(?5, price), updated_at = ?6 \
-             WHERE id = ?1 AND seller_id = ?2 AND deleted_at IS NULL",
+            "UPDATE items SET name = COALESCE($3, name), description = COALESCE($4, description), \
+             price = COALESCE($5, price), updated_at = $6 \
+             WHERE id = $1 AND seller_id = $2 AND deleted_at IS NULL",
         )
         .bind(id)
         .bind(seller_id)
         .bind(&change.name)
         .bind(&change.description)
         .bind(change.price)
-        .bind(Utc::now().trunc_subsecs(6))
+        .bind(now_micros())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -139,14 +134,14 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn delete_item(&self, id: i64, seller_id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.writes().begin().await?;
         let deleted = sqlx::query(
-            "UPDATE items SET deleted_at = ?3, updated_at = ?3 \
-             WHERE id = ?1 AND seller_id = ?2 AND deleted_at IS NULL",
+            "UPDATE items SET deleted_at = $3, updated_at = $3 \
+             WHERE id = $1 AND seller_id = $2 AND deleted_at IS NULL",
         )
         .bind(id)
         .bind(seller_id)
-        .bind(Utc::now().trunc_subsecs(6))
+        .bind(now_micros())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -170,11 +165,11 @@ impl CatalogStore for SqliteStore {
         seller_id: i64,
         delta: i64,
     ) -> Result<StockAdjustment, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<(i64, bool)> = sqlx::query_as(
+        let mut tx = self.begin_guarded().await?;
+        let row: Option<(i64, bool)> = sqlx::query_as(&format!(
             "SELECT i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) FROM items i \
-             WHERE i.id = ? AND i.seller_id = ? AND i.deleted_at IS NULL",
-        )
+             WHERE i.id = $1 AND i.seller_id = $2 AND i.deleted_at IS NULL{FOR_UPDATE}"
+        ))
         .bind(id)
         .bind(seller_id)
         .fetch_optional(&mut *tx)
@@ -188,10 +183,10 @@ impl CatalogStore for SqliteStore {
         let Some(after) = stock.checked_add(delta).filter(|after| *after >= 0) else {
             return Ok(StockAdjustment::Insufficient);
         };
-        sqlx::query("UPDATE items SET stock = ?, updated_at = ? WHERE id = ?")
-            .bind(after)
-            .bind(Utc::now().trunc_subsecs(6))
+        sqlx::query("UPDATE items SET stock = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
+            .bind(after)
+            .bind(now_micros())
             .execute(&mut *tx)
             .await?;
         let payload = serde_json::json!({ "item_id": id, "delta": delta, "stock": after });
@@ -204,16 +199,16 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn adjust_drop_units(&self, item_id: i64, delta: i64) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE drops SET total_units = total_units + ? WHERE item_id = ?")
-            .bind(delta)
+        let mut tx = self.writes().begin().await?;
+        sqlx::query("UPDATE drops SET total_units = total_units + $2 WHERE item_id = $1")
             .bind(item_id)
+            .bind(delta)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE items SET stock = stock + ?, updated_at = ? WHERE id = ?")
-            .bind(delta)
-            .bind(Utc::now().trunc_subsecs(6))
+        sqlx::query("UPDATE items SET stock = stock + $2, updated_at = $3 WHERE id = $1")
             .bind(item_id)
+            .bind(delta)
+            .bind(now_micros())
             .execute(&mut *tx)
             .await?;
         let payload = serde_json::json!({ "item_id": item_id, "delta": delta });

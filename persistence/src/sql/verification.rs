@@ -1,28 +1,29 @@
-//! Email verification codes on PostgreSQL.
+//! Email verification codes (times as [`TokenTime`]).
 
-use super::*;
+use super::super::*;
 use crate::store::VerificationStore;
 
 #[async_trait]
-impl VerificationStore for PgStore {
+impl VerificationStore for SqlStore {
     async fn email_code(&self, user_id: i64) -> Result<Option<EmailCodeRecord>, StoreError> {
-        let row: Option<(String, i64, DateTime<Utc>, i32, bool)> = sqlx::query_as(
+        let row: Option<(String, i64, TokenTime, i32, bool)> = sqlx::query_as(
             "SELECT code, generation, expires_at, attempts, consumed_at IS NOT NULL \
              FROM email_codes WHERE user_id = $1",
         )
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reads())
         .await?;
-        Ok(row.map(
-            |(code, generation, expires_at, attempts, consumed)| EmailCodeRecord {
+        row.map(|(code, generation, expires_at, attempts, consumed)| {
+            Ok(EmailCodeRecord {
                 user_id,
                 code,
                 generation,
-                expires_at,
+                expires_at: from_token_time(expires_at)?,
                 attempts: u32::try_from(attempts).unwrap_or(0),
                 consumed,
-            },
-        ))
+            })
+        })
+        .transpose()
     }
 
     async fn renew_email_code(
@@ -32,23 +33,23 @@ impl VerificationStore for PgStore {
         min_interval: chrono::Duration,
         now: DateTime<Utc>,
     ) -> Result<CodeRenewal, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Locks the user row: concurrent renewals of one user go one after the other.
-        let unverified: Option<bool> = sqlx::query_scalar(
-            "SELECT NOT email_verified FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
-        )
+        // Guarded: concurrent renewals of one user go one after the other.
+        let mut tx = self.begin_guarded().await?;
+        let unverified: Option<bool> = sqlx::query_scalar(&format!(
+            "SELECT NOT email_verified FROM users WHERE id = $1 AND deleted_at IS NULL{FOR_UPDATE}"
+        ))
         .bind(user_id)
         .fetch_optional(&mut *tx)
         .await?;
         if unverified != Some(true) {
             return Ok(CodeRenewal::NotNeeded);
         }
-        let last: Option<DateTime<Utc>> =
+        let last: Option<TokenTime> =
             sqlx::query_scalar("SELECT issued_at FROM email_codes WHERE user_id = $1")
                 .bind(user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        if last.is_some_and(|issued_at| issued_at > now - min_interval) {
+        if last.is_some_and(|issued_at| issued_at > token_time(now - min_interval)) {
             return Ok(CodeRenewal::TooSoon);
         }
         let generation = upsert_code(&mut tx, user_id, code, now).await?;
@@ -69,9 +70,9 @@ impl VerificationStore for PgStore {
              RETURNING code, generation",
         )
         .bind(user_id)
-        .bind(now)
+        .bind(token_time(now))
         .bind(max)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.writes())
         .await?;
         if let Some((code, generation)) = granted {
             return Ok(CodeAttempt::Granted { code, generation });
@@ -81,9 +82,9 @@ impl VerificationStore for PgStore {
              WHERE user_id = $1 AND consumed_at IS NULL AND expires_at > $2",
         )
         .bind(user_id)
-        .bind(now)
+        .bind(token_time(now))
         .bind(max)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reads())
         .await?;
         Ok(if locked == Some(true) {
             CodeAttempt::Locked
@@ -93,13 +94,14 @@ impl VerificationStore for PgStore {
     }
 
     async fn confirm_email(&self, user_id: i64, generation: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writes().begin().await?;
         let used = sqlx::query(
-            "UPDATE email_codes SET consumed_at = now() \
+            "UPDATE email_codes SET consumed_at = $3 \
              WHERE user_id = $1 AND generation = $2 AND consumed_at IS NULL",
         )
         .bind(user_id)
         .bind(generation)
+        .bind(token_time(Utc::now()))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -124,8 +126,8 @@ impl VerificationStore for PgStore {
 
 /// Stores `code` as the user's live code (a new generation) and writes the event asking for
 /// its mail; returns the generation.
-pub(super) async fn upsert_code(
-    conn: &mut sqlx::PgConnection,
+pub(in super::super) async fn upsert_code(
+    conn: &mut <Db as sqlx::Database>::Connection,
     user_id: i64,
     code: &NewEmailCode,
     now: DateTime<Utc>,
@@ -133,15 +135,15 @@ pub(super) async fn upsert_code(
     let generation: i64 = sqlx::query_scalar(
         "INSERT INTO email_codes (user_id, code, generation, issued_at, expires_at) \
          VALUES ($1, $2, 1, $3, $4) \
-         ON CONFLICT (user_id) DO UPDATE SET code = EXCLUDED.code, \
-         generation = email_codes.generation + 1, issued_at = EXCLUDED.issued_at, \
-         expires_at = EXCLUDED.expires_at, attempts = 0, consumed_at = NULL \
+         ON CONFLICT (user_id) DO UPDATE SET code = excluded.code, \
+         generation = email_codes.generation + 1, issued_at = excluded.issued_at, \
+         expires_at = excluded.expires_at, attempts = 0, consumed_at = NULL \
          RETURNING generation",
     )
     .bind(user_id)
     .bind(&code.code)
-    .bind(now)
-    .bind(code.expires_at)
+    .bind(token_time(now))
+    .bind(token_time(code.expires_at))
     .fetch_one(&mut *conn)
     .await?;
     enqueue_event(

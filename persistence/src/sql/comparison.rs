@@ -1,42 +1,42 @@
-//! The `pg_row` stock strategy and the drop audit on PostgreSQL.
+//! The `pg_row` stock strategy: a stock row locked by each purchase (SQLite's one writer
+//! connection plays the part of PostgreSQL's row lock).
 
-use super::orders::insert_orders;
-use super::*;
+use super::super::orders::insert_orders;
+use super::super::*;
+use super::RELEASING;
 use crate::comparison::{refusal, single_line, within_limit, ComparisonStore};
 use crate::RowPurchase;
 
 /// Units of `item_id` that `user_id` holds (in orders that have not released them).
 async fn held_by(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut <Db as sqlx::Database>::Connection,
     user_id: i64,
     item_id: i64,
 ) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT COALESCE(SUM(l.quantity), 0)::BIGINT FROM orders o \
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM orders o \
          JOIN order_lines l ON l.order_id = o.id \
-         WHERE o.user_id = $1 AND l.item_id = $2 AND NOT (o.status = ANY($3))",
-    )
+         WHERE o.user_id = $1 AND l.item_id = $2 AND o.status NOT IN {RELEASING}"
+    ))
     .bind(user_id)
     .bind(item_id)
-    .bind(&RELEASING_STATUSES[..])
     .fetch_one(conn)
     .await?)
 }
 
 #[async_trait]
-impl ComparisonStore for PgStore {
+impl ComparisonStore for SqlStore {
     async fn init_row_stock(&self, item_id: i64) -> Result<Option<i64>, StoreError> {
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO drop_row_stock (item_id, remaining) \
-             SELECT d.item_id, GREATEST(d.total_units - COALESCE(( \
+             SELECT d.item_id, {GREATEST}(d.total_units - COALESCE(( \
                  SELECT SUM(l.quantity) FROM order_lines l JOIN orders o ON o.id = l.order_id \
-                 WHERE l.item_id = d.item_id AND NOT (o.status = ANY($2))), 0), 0) \
+                 WHERE l.item_id = d.item_id AND o.status NOT IN {RELEASING}), 0), 0) \
              FROM drops d WHERE d.item_id = $1 \
-             ON CONFLICT (item_id) DO NOTHING",
-        )
+             ON CONFLICT (item_id) DO NOTHING"
+        ))
         .bind(item_id)
-        .bind(&RELEASING_STATUSES[..])
-        .execute(&self.pool)
+        .execute(self.writes())
         .await?;
         self.row_stock(item_id).await
     }
@@ -49,7 +49,7 @@ impl ComparisonStore for PgStore {
         let (item_id, quantity) = single_line(order)?;
         // Dropping the transaction before its commit rolls it back: every early return below
         // gives the units back.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_guarded().await?;
         let taken = sqlx::query(
             "UPDATE drop_row_stock SET remaining = remaining - $2 \
              WHERE item_id = $1 AND remaining >= $2",
@@ -91,7 +91,7 @@ impl ComparisonStore for PgStore {
         Ok(
             sqlx::query_scalar("SELECT remaining FROM drop_row_stock WHERE item_id = $1")
                 .bind(item_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.reads())
                 .await?,
         )
     }
