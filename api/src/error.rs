@@ -1,5 +1,9 @@
 //! The API error: the body schema of API.md and the one mapping from error codes to statuses.
 
+mod code;
+
+pub use code::ErrorCode;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hurry_engine::drop::DropError;
