@@ -1,4 +1,9 @@
-//! The API error: the body schema of API.md and the one mapping from error codes to statuses.
+//! The API error: the body schema of API.md, with an [`ErrorCode`] that decides its status and
+//! `Retry-After` (in [`code`]), and the conversions of engine and store errors.
+
+mod code;
+
+pub use code::ErrorCode;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,41 +31,21 @@ impl FieldError {
 /// An error answer: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     details: Vec<FieldError>,
     retry_after_secs: Option<u64>,
 }
 
-/// The HTTP status of each error code; the only place that decides it.
-fn status_of(code: &str) -> StatusCode {
-    match code {
-        "bad_request" | "invalid_code" => StatusCode::BAD_REQUEST,
-        "unauthorized" | "invalid_credentials" => StatusCode::UNAUTHORIZED,
-        "forbidden" | "email_not_verified" => StatusCode::FORBIDDEN,
-        "not_found" => StatusCode::NOT_FOUND,
-        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "validation_failed" | "idempotency_mismatch" | "drop_item_in_order" => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "overloaded" | "unavailable" | "outcome_unknown" => StatusCode::SERVICE_UNAVAILABLE,
-        "internal_error" => StatusCode::INTERNAL_SERVER_ERROR,
-        // Every other code names a conflict with the current state (sold_out, email_taken, ...).
-        _ => StatusCode::CONFLICT,
-    }
-}
+/// The `Retry-After` of a code that carries one, unless the error sets its own.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 impl ApiError {
     /// An error with a stable `code` and a lowercase message.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        let retry_after_secs = matches!(
-            code,
-            "overloaded" | "unavailable" | "outcome_unknown" | "rate_limited"
-        )
-        .then_some(1);
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        let retry_after_secs = code
+            .carries_retry_after()
+            .then_some(DEFAULT_RETRY_AFTER_SECS);
         Self {
             code,
             message: message.into(),
@@ -70,24 +55,24 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new("bad_request", message)
+        Self::new(ErrorCode::BadRequest, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new("unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new("forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new("not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     /// 422 with the fields that failed.
     pub fn validation(details: Vec<FieldError>) -> Self {
-        let mut error = Self::new("validation_failed", "request failed validation");
+        let mut error = Self::new(ErrorCode::ValidationFailed, "request failed validation");
         error.details = details;
         error
     }
@@ -100,11 +85,16 @@ impl ApiError {
     /// 500 with an opaque body; the cause is logged here, once.
     pub fn internal(cause: &dyn std::error::Error) -> Self {
         tracing::error!(error = %cause, chain = ?ErrorChain(cause), "internal error");
-        Self::new("internal_error", "internal error")
+        Self::new(ErrorCode::InternalError, "internal error")
     }
 
-    /// Sets `Retry-After` in seconds.
+    /// Sets `Retry-After` in seconds (for a code that carries one).
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        debug_assert!(
+            self.code.carries_retry_after(),
+            "{} with Retry-After",
+            self.code
+        );
         self.retry_after_secs = Some(seconds);
         self
     }
@@ -115,13 +105,13 @@ impl ApiError {
     }
 
     /// The stable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 
-    /// The HTTP status.
+    /// The HTTP status (the code's).
     pub fn status(&self) -> StatusCode {
-        status_of(self.code)
+        self.code.status()
     }
 }
 
@@ -156,7 +146,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
             error: Inner {
-                code: self.code,
+                code: self.code.as_str(),
                 message: &self.message,
                 details: &self.details,
             },
@@ -185,25 +175,43 @@ impl From<StoreError> for ApiError {
         match &err {
             StoreError::Database(_) => {
                 tracing::warn!(error = %err, cause = ?ErrorChain(&err), "store unavailable");
-                Self::new("unavailable", "the store is unavailable")
+                Self::new(ErrorCode::Unavailable, "the store is unavailable")
             }
             StoreError::Invalid(reason) => Self::invalid_field("body", reason),
             StoreError::InDoubt(_) => {
                 tracing::warn!(error = %err, "a write's outcome is unknown");
                 Self::new(
-                    "outcome_unknown",
+                    ErrorCode::OutcomeUnknown,
                     "the write's outcome cannot be told yet: retry with the same Idempotency-Key",
                 )
             }
-            StoreError::Conflict { .. } => Self::new("conflict", "conflicts with existing data"),
+            StoreError::Conflict { .. } => {
+                Self::new(ErrorCode::Conflict, "conflicts with existing data")
+            }
             _ => Self::internal(&err),
+        }
+    }
+}
+
+/// The code of each refusal of a drop. Its text is the engine's [`DropError::code`] too (the
+/// `outcome` label of its metrics); a test keeps the two the same.
+impl From<&DropError> for ErrorCode {
+    fn from(err: &DropError) -> Self {
+        match err {
+            DropError::SoldOut => Self::SoldOut,
+            DropError::InsufficientStock { .. } => Self::InsufficientStock,
+            DropError::LimitReached { .. } => Self::LimitReached,
+            DropError::NotOpen { .. } => Self::DropNotOpen,
+            DropError::Closed => Self::DropClosed,
+            DropError::Overloaded => Self::Overloaded,
+            DropError::Unavailable => Self::Unavailable,
         }
     }
 }
 
 impl From<DropError> for ApiError {
     fn from(err: DropError) -> Self {
-        Self::new(err.code(), err.to_string())
+        Self::new(ErrorCode::from(&err), err.to_string())
     }
 }
 
@@ -213,9 +221,9 @@ impl From<PurchaseError> for ApiError {
             PurchaseError::Drop(err) => err.into(),
             PurchaseError::NotServed(reason) => reason.into(),
             // The idempotency layer answers a repeat from the store; it never gets this far.
-            PurchaseError::Repeat => Self::new("unavailable", "the request failed; retry"),
+            PurchaseError::Repeat => Self::new(ErrorCode::Unavailable, "the request failed; retry"),
             PurchaseError::OutcomeUnknown(_) => Self::new(
-                "outcome_unknown",
+                ErrorCode::OutcomeUnknown,
                 "the order's commit cannot be told yet: retry with the same Idempotency-Key",
             ),
         }
@@ -227,12 +235,12 @@ impl From<NotServed> for ApiError {
         match reason {
             NotServed::UnknownItem => Self::not_found("item not found"),
             NotServed::NotADrop => Self::new(
-                "not_a_drop",
+                ErrorCode::NotADrop,
                 "this item is not sold in a drop: use POST /orders",
             ),
-            NotServed::Closed => Self::new("drop_closed", "drop is closed"),
+            NotServed::Closed => Self::new(ErrorCode::DropClosed, "drop is closed"),
             NotServed::OtherProcess => Self::new(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "another process on this store sells its drops (one per store until cluster leases exist)",
             ),
         }
@@ -241,40 +249,62 @@ impl From<NotServed> for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+
     use super::*;
 
-    #[test]
-    fn codes_map_to_the_documented_statuses() {
-        let cases = [
-            ("bad_request", 400),
-            ("unauthorized", 401),
-            ("forbidden", 403),
-            ("not_found", 404),
-            ("sold_out", 409),
-            ("limit_reached", 409),
-            ("drop_not_open", 409),
-            ("drop_closed", 409),
-            ("email_taken", 409),
-            ("payload_too_large", 413),
-            ("unsupported_media_type", 415),
-            ("validation_failed", 422),
-            ("idempotency_mismatch", 422),
-            ("rate_limited", 429),
-            ("overloaded", 503),
-            ("unavailable", 503),
-            ("outcome_unknown", 503),
-        ];
-        for (code, status) in cases {
-            assert_eq!(status_of(code).as_u16(), status, "{code}");
+    async fn answer(error: ApiError) -> (StatusCode, Option<String>, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|value| value.to_str().unwrap().to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, retry_after, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn every_code_answers_its_text_status_and_retry_after() {
+        for &code in ErrorCode::ALL {
+            let (status, retry_after, body) = answer(ApiError::new(code, "why")).await;
+            assert_eq!(status, code.status(), "{code}");
+            let expected_retry_after = code.carries_retry_after().then(|| "1".to_owned());
+            assert_eq!(retry_after, expected_retry_after, "{code}");
+            let expected_body = serde_json::json!(
+                {"error": {"code": code.as_str(), "message": "why", "details": []}}
+            );
+            assert_eq!(body, expected_body);
         }
     }
 
+    #[tokio::test]
+    async fn an_error_may_set_its_own_retry_after() {
+        let limited = ApiError::new(ErrorCode::RateLimited, "slow down").with_retry_after(30);
+        let (status, retry_after, _) = answer(limited).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry_after.as_deref(), Some("30"));
+    }
+
     #[test]
-    fn overload_answers_carry_retry_after() {
-        let response = ApiError::new("overloaded", "busy").into_response();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
-        let response = ApiError::not_found("no").into_response();
-        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+    fn drop_refusals_answer_the_engines_code_text() {
+        let refusals = [
+            DropError::SoldOut,
+            DropError::InsufficientStock { available: 1 },
+            DropError::LimitReached { limit: 2 },
+            DropError::NotOpen {
+                opens_at: Utc::now(),
+            },
+            DropError::Closed,
+            DropError::Overloaded,
+            DropError::Unavailable,
+        ];
+        for refusal in refusals {
+            let error = ApiError::from(refusal.clone());
+            assert_eq!(error.code().as_str(), refusal.code(), "{refusal:?}");
+            assert_eq!(error.message, refusal.to_string());
+        }
     }
 }

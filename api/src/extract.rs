@@ -7,7 +7,7 @@ use axum::http::{header, StatusCode};
 use hurry_engine::domain::IdempotencyKey;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 
 /// A JSON body: 415 without a JSON content type, 413 past the body limit, 400 when it is not
 /// JSON, 422 naming the field when it is JSON of the wrong shape.
@@ -24,7 +24,7 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(&request) {
             return Err(ApiError::new(
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "expected content-type application/json",
             ));
         }
@@ -32,7 +32,7 @@ where
             .await
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new("payload_too_large", "request body is too large")
+                    ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
                 } else {
                     ApiError::bad_request("cannot read the request body")
                 }
@@ -193,13 +193,13 @@ mod tests {
     #[test]
     fn wrong_types_name_the_field_and_syntax_errors_are_bad_requests() {
         let err = parse_json::<Body>(br#"{"quantity": "two"}"#).unwrap_err();
-        assert_eq!(err.code(), "validation_failed");
+        assert_eq!(err.code(), ErrorCode::ValidationFailed);
         let err = parse_json::<Body>(br#"{"quantity": 1"#).unwrap_err();
-        assert_eq!(err.code(), "bad_request");
+        assert_eq!(err.code(), ErrorCode::BadRequest);
         let err = parse_json::<Body>(br#"{"quantity": 1} x"#).unwrap_err();
-        assert_eq!(err.code(), "bad_request");
+        assert_eq!(err.code(), ErrorCode::BadRequest);
         let err = parse_json::<Body>(br#"{}"#).unwrap_err();
-        assert_eq!(err.code(), "validation_failed");
+        assert_eq!(err.code(), ErrorCode::ValidationFailed);
         assert!(parse_json::<Body>(br#"{"quantity": 1, "extra": true}"#).is_ok());
     }
 

@@ -36,7 +36,7 @@ use hurry_persistence::{IdempotencyEntry, OrderRecord, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 type Outcome = Result<OrderRecord, ApiError>;
 
@@ -164,14 +164,14 @@ pub fn request_hash(canonical: &str) -> String {
 
 fn mismatch() -> ApiError {
     ApiError::new(
-        "idempotency_mismatch",
+        ErrorCode::IdempotencyMismatch,
         "this idempotency key was used with a different request",
     )
 }
 
 fn outcome_unknown() -> ApiError {
     ApiError::new(
-        "outcome_unknown",
+        ErrorCode::OutcomeUnknown,
         "the order's commit cannot be told yet: retry with the same Idempotency-Key",
     )
 }
@@ -233,7 +233,7 @@ impl Coalescer {
                 Failure::Answer(err) => err,
                 Failure::InDoubt(_) => outcome_unknown(),
                 // Without a key nothing can repeat.
-                Failure::Repeat => ApiError::new("unavailable", "the request failed"),
+                Failure::Repeat => ApiError::new(ErrorCode::Unavailable, "the request failed"),
             });
         };
         let request_hash = request_hash(canonical_request);
@@ -413,7 +413,7 @@ impl Leader {
         match doubt.settled().await {
             Some(Settled::Committed(order)) => Ok(order),
             Some(Settled::NotCommitted) => Err(ApiError::new(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the order could not be stored; nothing was bought",
             )),
             Some(Settled::Repeat) => self.stored_or_unavailable().await,
@@ -423,7 +423,7 @@ impl Leader {
 
     /// The key's stored answer; `unavailable` when the store has none (nothing was bought).
     async fn stored_or_unavailable(&self) -> Outcome {
-        let none = ApiError::new("unavailable", "the request failed; retry");
+        let none = ApiError::new(ErrorCode::Unavailable, "the request failed; retry");
         self.stored_or(none).await
     }
 
@@ -438,11 +438,11 @@ impl Leader {
         }
         let order_id = stored
             .order_id
-            .ok_or_else(|| ApiError::new("unavailable", "stored answer has no order"))?;
+            .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "stored answer has no order"))?;
         self.store
             .order_by_id(order_id)
             .await?
-            .ok_or_else(|| ApiError::new("unavailable", "stored order is missing"))
+            .ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "stored order is missing"))
     }
 }
 

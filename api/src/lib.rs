@@ -8,7 +8,7 @@
 //! - [`catalog`]: the in-memory catalogue cache.
 //! - [`auth`]: password hashing, access tokens, role extractors.
 //! - [`extract`]: extractors whose rejections use the error schema.
-//! - [`error`]: [`error::ApiError`] and the code → status mapping.
+//! - [`error`]: [`error::ApiError`]; [`error::ErrorCode`] gives each code its status.
 //! - [`events`]: the event bus, outbox relay and consumers of this server.
 //! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
 //! - [`mail`]: the `Mailer` (SMTP, or the file mailbox of the embedded default).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::settings::RateLimitSettings;
 
 /// Every limiter of the API; all pass when limits are disabled.
@@ -93,7 +93,7 @@ impl RateLimits {
         limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let seconds = wait.max(Duration::from_secs(1)).as_secs_f64().ceil() as u64;
-            ApiError::new("rate_limited", "too many requests; retry later")
+            ApiError::new(ErrorCode::RateLimited, "too many requests; retry later")
                 .with_retry_after(seconds)
         })
     }
@@ -122,7 +122,7 @@ mod tests {
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         assert!(limits.login(ip, "a@b.co").is_ok());
         let refused = limits.login(ip, "a@b.co").unwrap_err();
-        assert_eq!(refused.code(), "rate_limited");
+        assert_eq!(refused.code(), ErrorCode::RateLimited);
         assert!(refused.retry_after_secs().unwrap() >= 1);
         assert!(
             limits.login(ip, "other@b.co").is_ok(),

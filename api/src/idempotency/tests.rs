@@ -90,7 +90,7 @@ async fn a_repeat_of_a_recent_answer_is_served_without_running_again() {
     let other = coalescer
         .run(&store, 7, key("k"), "buy 2", |_| async { Ok(order(42)) })
         .await;
-    assert_eq!(other.unwrap_err().code(), "idempotency_mismatch");
+    assert_eq!(other.unwrap_err().code(), ErrorCode::IdempotencyMismatch);
 }
 
 #[tokio::test]
@@ -102,7 +102,7 @@ async fn a_panicking_leader_answers_outcome_unknown_and_frees_the_key() {
             panic!("the leader fails");
         })
         .await;
-    assert_eq!(first.unwrap_err().code(), "outcome_unknown");
+    assert_eq!(first.unwrap_err().code(), ErrorCode::OutcomeUnknown);
     // The key is not stuck on that answer: the next request runs.
     let again = coalescer
         .run(&store, 7, key("k"), "buy 1", |_| async { Ok(order(43)) })
@@ -123,7 +123,7 @@ async fn a_retry_of_a_request_in_doubt_joins_it_and_learns_its_outcome() {
             Err(Failure::InDoubt(doubt))
         })
         .await;
-    assert_eq!(first.unwrap_err().code(), "outcome_unknown");
+    assert_eq!(first.unwrap_err().code(), ErrorCode::OutcomeUnknown);
 
     let retry = {
         let (coalescer, store) = (coalescer.clone(), store.clone());

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::sessions::{hash_refresh_token, RefreshSecret};
 use crate::auth::{Admin, AuthUser};
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 use crate::verification::sealed_code;
@@ -123,7 +123,7 @@ async fn signup(
         .await
         .map_err(|err| match err {
             StoreError::Conflict { .. } => {
-                ApiError::new("email_taken", "this email is already registered")
+                ApiError::new(ErrorCode::EmailTaken, "this email is already registered")
             }
             other => other.into(),
         })?;
@@ -213,14 +213,14 @@ async fn login(
         Some(user) if matches => user,
         _ => {
             return Err(ApiError::new(
-                "invalid_credentials",
+                ErrorCode::InvalidCredentials,
                 "email or password is wrong",
             ))
         }
     };
     if state.settings.auth.require_email_verification && !user.email_verified {
         return Err(ApiError::new(
-            "email_not_verified",
+            ErrorCode::EmailNotVerified,
             "verify your email first",
         ));
     }

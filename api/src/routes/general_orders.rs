@@ -16,7 +16,7 @@ use hurry_persistence::{NewGeneralOrder, OrderRecord, Placement};
 use serde::Deserialize;
 
 use crate::auth::AuthUser;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::extract::{ApiJson, IdempotencyHeader};
 use crate::idempotency::Failure;
 use crate::state::AppState;
@@ -126,12 +126,12 @@ async fn place(
                     Err(ApiError::not_found(format!("item {item_id} not found")).into())
                 }
                 Placement::DropItem(item_id) => Err(ApiError::new(
-                    "drop_item_in_order",
+                    ErrorCode::DropItemInOrder,
                     format!("item {item_id} is sold in a drop: buy it with POST /items/{item_id}/purchase"),
                 )
                 .into()),
                 Placement::InsufficientStock(item_id) => Err(ApiError::new(
-                    "insufficient_stock",
+                    ErrorCode::InsufficientStock,
                     format!("item {item_id} has fewer units than ordered; nothing was reserved"),
                 )
                 .into()),

@@ -15,7 +15,7 @@ use hurry_persistence::{DropSpec, ItemChange, ItemRecord, NewItem, StockAdjustme
 use serde::Deserialize;
 
 use crate::auth::Seller;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, PageQuery};
 use crate::state::AppState;
 use crate::views::{ItemView, PageRows, PageView};
@@ -115,7 +115,7 @@ async fn create_item(
     let created = state.store.create_item(&item).await?;
     state.engine.serve_drop(&created).await.map_err(|err| {
         tracing::error!(error = %err, item_id = created.id, "cannot start the drop");
-        ApiError::new("unavailable", "the drop could not be started")
+        ApiError::new(ErrorCode::Unavailable, "the drop could not be started")
     })?;
     state.catalog.changed(&[]);
     let stock = stock_available(&state, &created).await?;
@@ -245,7 +245,7 @@ struct StockBody {
 
 fn insufficient_stock(id: i64) -> ApiError {
     ApiError::new(
-        "insufficient_stock",
+        ErrorCode::InsufficientStock,
         format!("item {id} has fewer unsold units than that"),
     )
 }

@@ -15,7 +15,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -37,14 +37,17 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new("method_not_allowed", "method not allowed on this route")
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this route",
+            )
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(telemetry::track_requests))
         .layer(CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;
             tracing::error!("handler panicked");
-            ApiError::new("internal_error", "internal error").into_response()
+            ApiError::new(ErrorCode::InternalError, "internal error").into_response()
         }))
         .with_state(state)
 }

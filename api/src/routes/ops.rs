@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -28,7 +28,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         .bus
         .ping()
         .await
-        .map_err(|err| ApiError::new("unavailable", err.to_string()))?;
+        .map_err(|err| ApiError::new(ErrorCode::Unavailable, err.to_string()))?;
     Ok(Json(json!({"status": "ready"})))
 }
 

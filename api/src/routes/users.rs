@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{check_password, check_text};
 use crate::auth::AuthUser;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 
@@ -121,7 +121,7 @@ async fn change_password(
         .map_err(|err| ApiError::internal(&err))?;
     if !matches {
         return Err(ApiError::new(
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "the current password is wrong",
         ));
     }
@@ -159,7 +159,7 @@ async fn delete_me(
         .map_err(|err| ApiError::internal(&err))?;
     if !matches {
         return Err(ApiError::new(
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "the password is wrong",
         ));
     }
@@ -192,12 +192,16 @@ async fn cancel_open_order(
     let [line] = order.lines.as_slice() else {
         // Multi-line orders arrive with general orders; none can exist yet.
         return Err(ApiError::new(
-            "unavailable",
+            ErrorCode::Unavailable,
             "cannot cancel a multi-line order yet",
         ));
     };
-    let quantity = Quantity::new(line.quantity)
-        .ok_or_else(|| ApiError::new("unavailable", "stored order line has a bad quantity"))?;
+    let quantity = Quantity::new(line.quantity).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "stored order line has a bad quantity",
+        )
+    })?;
     state
         .engine
         .cancel_order(order.id, line.item_id, user_id, quantity)

@@ -11,7 +11,7 @@ use hurry_persistence::{CodeAttempt, CodeRenewal};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::ApiJson;
 use crate::routes::auth::normalise_email;
 use crate::state::AppState;
@@ -30,7 +30,7 @@ struct VerifyBody {
 }
 
 fn invalid_code() -> ApiError {
-    ApiError::new("invalid_code", "the code is wrong, used or expired")
+    ApiError::new(ErrorCode::InvalidCode, "the code is wrong, used or expired")
 }
 
 /// 200 when the code is the user's live code. Every wrong answer looks the same (unknown
@@ -66,10 +66,11 @@ async fn verify_email(
     let (sealed, generation) = match attempt {
         CodeAttempt::Granted { code, generation } => (code, generation),
         CodeAttempt::Locked => {
-            return Err(
-                ApiError::new("rate_limited", "too many wrong codes; request a new code")
-                    .with_retry_after(state.settings.auth.email_code_resend_interval_secs.max(1)),
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many wrong codes; request a new code",
             )
+            .with_retry_after(state.settings.auth.email_code_resend_interval_secs.max(1)))
         }
         CodeAttempt::Unavailable => return Err(invalid_code()),
     };
