@@ -1,9 +1,7 @@
 //! Sessions and the caller's account over real HTTP, against SQLite and PostgreSQL: refresh
 //! rotation with reuse detection, logout, profile, password change.
 
-mod common;
-
-use common::{assert_error, Store, TestApp, PASSWORD};
+use crate::common::{self, assert_error, both_stores, Store, TestApp, PASSWORD};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

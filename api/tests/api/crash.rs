@@ -2,15 +2,13 @@
 //! the same database: nothing acknowledged is lost (I2), nothing is oversold (I1), retries with
 //! the same key get the same order (I5), and the restarted node sells exactly what is left.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Api, Store, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD};
+use crate::common::{both_stores, Api, Store, TestDb, ADMIN_EMAIL, ADMIN_PASSWORD};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use tokio::process::{Child, Command};

@@ -2,12 +2,10 @@
 //! HTTP: exact counts under concurrency, per-user limits, idempotency, the actor's refusals,
 //! compensation of a failed insert, and the load-test audit of a drop (also with the actor).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
+use crate::common::*;
 use chrono::Utc;
-use common::*;
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

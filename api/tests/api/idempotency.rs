@@ -3,9 +3,7 @@
 //! while users with stored keys, from this process or an earlier one, still get their first
 //! answer back.
 
-mod common;
-
-use common::{assert_error, Store, TestApp};
+use crate::common::{self, assert_error, both_stores, Store, TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -2,11 +2,9 @@
 //! deletion on one node refuses the token on every node (announced over Redis; the store is
 //! the record a node that starts later reads).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -1,9 +1,7 @@
 //! General orders, cart and wishlist over real HTTP on both stores: all or nothing,
 //! concurrency, 1,000 lines, bad lines, idempotency, ordering from the cart and the wishlist.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

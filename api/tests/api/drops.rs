@@ -1,13 +1,11 @@
 //! Drop purchases over real HTTP, against SQLite and PostgreSQL: exact counts under
 //! concurrency, idempotency, the sale window, commit failures and actor restarts.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::common::{self, assert_error, both_stores, Bus, HalfCutProxy, Store, TestApp, TestDb};
 use chrono::Utc;
-use common::{assert_error, Bus, HalfCutProxy, Store, TestApp, TestDb};
 use futures::StreamExt;
 use reqwest::StatusCode;
 

@@ -2,11 +2,9 @@
 //! files), the audit catching a tampered store, and `compare` starting one `hurry` process per
 //! stock strategy.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hurry_loadtest::client::{http_client, Api};
 use hurry_loadtest::compare::{self, CompareArgs};
 use hurry_loadtest::drop_run::{self, DropArgs};

@@ -1,8 +1,6 @@
 //! Bulk load-test shoppers: off by default (404), admin only, bounded, and the tokens buy.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::json;
 

@@ -1,6 +1,5 @@
 //! Shared test harness: `TestApp::spawn(Store::X)` starts the real server on port 0 over a fresh
 //! SQLite file or a fresh PostgreSQL database, and returns a typed HTTP client.
-#![allow(dead_code)]
 
 pub mod cluster;
 pub mod db;

@@ -3,14 +3,12 @@
 //! and mark, a consumer killed after its effect, poison events and replay, two relays on one
 //! database, per-aggregate order, Redis going away, and the in-process bus after a restart.
 
-mod common;
-
 use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use async_trait::async_trait;
-use common::*;
 use hurry_engine::events::{
     spawn_consumer, Consumer, ConsumerError, EventBus, LedgerConsumer, OutboxRelay,
 };
@@ -25,7 +23,7 @@ macro_rules! on_every_mode {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                use super::common::{Bus, Store};
+                use crate::common::{Bus, Store};
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite_local() {

@@ -2,13 +2,11 @@
 //! publish every event once and keep each order's events in order; Redis going away leaves
 //! events in the outbox until it is back; the in-process bus after a restart.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use hurry_engine::events::{spawn_consumer, EventBus, LedgerConsumer, LocalBus, OutboxRelay};
 use hurry_persistence::NewOrder;
 use reqwest::StatusCode;
@@ -22,7 +20,7 @@ macro_rules! postgres_on_both_buses {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
-                use super::common::{Bus, Store};
+                use crate::common::{Bus, Store};
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres_local() {

@@ -1,9 +1,7 @@
 //! Bad input gets the documented 4xx in the error schema and changes nothing (I7), and tokens
 //! and roles are checked: against SQLite and PostgreSQL, over real HTTP.
 
-mod common;
-
-use common::{assert_error, Store, TestApp};
+use crate::common::{self, assert_error, both_stores, Store, TestApp};
 use hurry_api::auth::Claims;
 use reqwest::Method;
 use serde_json::json;

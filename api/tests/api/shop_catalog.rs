@@ -1,9 +1,7 @@
 //! The catalogue over real HTTP on both stores: item changes and ownership, paging, the
 //! catalogue cache, stock adjustments of general items and drops.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -9,23 +9,23 @@ pub enum Store {
 }
 
 /// Runs one async scenario against each store, as `<name>::sqlite` and `<name>::postgres`.
-#[macro_export]
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
         $(
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name(super::common::Store::Sqlite).await
+                    super::$name($crate::common::Store::Sqlite).await
                 }
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    super::$name(super::common::Store::Postgres).await
+                    super::$name($crate::common::Store::Postgres).await
                 }
             }
         )*
     };
 }
+pub(crate) use both_stores;
 
 pub const ADMIN_EMAIL: &str = "admin@hurry.test";
 pub const ADMIN_PASSWORD: &str = "admin-password";

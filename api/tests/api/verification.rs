@@ -2,13 +2,11 @@
 //! the mailer (the file mailbox, or SMTP to a real local SMTP server), and the whole account
 //! flow runs on it. Wrong codes lock, codes expire, resends are limited, nothing is in clear.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::smtp::SmtpSink;
-use common::*;
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

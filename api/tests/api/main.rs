@@ -1,0 +1,20 @@
+//! The api crate's integration tests, one binary: the server and the helpers are compiled and
+//! linked once, not once per file. Each module is one area over real HTTP against real stores;
+//! `common` is the shared harness (`TestApp::spawn`, the test databases, Redis, SMTP).
+
+mod common;
+
+mod accounts;
+mod bad_input;
+mod cluster_sessions;
+mod crash;
+mod drops;
+mod event_faults;
+mod events;
+mod idempotency;
+mod loadtest_harness;
+mod provisioning;
+mod shop_catalog;
+mod shop_orders;
+mod strategies;
+mod verification;
