@@ -5,7 +5,10 @@ mod events;
 mod orders;
 /// The queries both backends share, compiled here against this backend's types.
 #[path = "../sql/mod.rs"]
-#[allow(clippy::duplicate_mod, reason = "one text compiled for each backend, on purpose")]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "one text compiled for each backend, on purpose"
+)]
 mod sql;
 mod users;
 
