@@ -3,15 +3,13 @@
 //! adds: the mailer).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use hurry_engine::events::{
     spawn_consumer, Consumer, ConsumerConfig, EventBus, LedgerConsumer, LocalBus, OutboxRelay,
     RedisBus, RelayConfig,
 };
-use hurry_engine::Engine;
-use hurry_persistence::{Backend, Store};
+use hurry_persistence::Store;
 use tokio::task::JoinHandle;
 
 use crate::settings::Settings;
@@ -32,7 +30,6 @@ impl EventSystem {
     pub async fn start(
         settings: &Settings,
         store: &Arc<dyn Store>,
-        engine: &Engine,
         more_consumers: Vec<Arc<dyn Consumer>>,
     ) -> anyhow::Result<Self> {
         let events = &settings.events;
@@ -49,13 +46,7 @@ impl EventSystem {
             )
         };
         let instance = format!("node-{}", uuid::Uuid::new_v4().simple());
-        let consumer_config = ConsumerConfig {
-            batch: events.consumer_batch.max(1),
-            read_wait: Duration::from_millis(events.read_wait_ms),
-            max_deliveries: events.max_deliveries.max(1),
-            retry_base: Duration::from_millis(events.retry_base_ms),
-            claim_idle: Duration::from_millis(events.claim_idle_ms),
-        };
+        let consumer_config = events.consumer_config();
         let mut tasks = Vec::new();
         if events.consumers_enabled {
             let mut consumers: Vec<Arc<dyn Consumer>> =
@@ -80,20 +71,8 @@ impl EventSystem {
         let relay = OutboxRelay::new(
             store.clone(),
             bus.clone(),
-            engine.outbox_written(),
-            RelayConfig {
-                batch: events.relay_batch.max(1),
-                // SQLite has one relay and one shard; see EventStore::relay_outbox.
-                shards: match store.backend() {
-                    Backend::Postgres => events.relay_shards.max(1),
-                    Backend::Sqlite => 1,
-                },
-                poll_interval: Duration::from_millis(events.relay_poll_ms.max(1)),
-                min_interval: Duration::from_millis(events.relay_min_interval_ms),
-                max_backoff: Duration::from_millis(events.relay_max_backoff_ms.max(1)),
-                retention: Duration::from_secs(events.retention_hours * 3600),
-                prune_interval: Duration::from_secs(events.prune_interval_secs.max(1)),
-            },
+            store.outbox_written(),
+            events.relay_config(store.backend()),
         );
         let relay_config = relay.config().clone();
         if events.relay_enabled {

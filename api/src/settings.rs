@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+mod configs;
+
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
 use serde::Deserialize;

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hurry_engine::baseline::{self, BaselineKind, BaselineParts};
-use hurry_engine::writer::WriterConfig;
-use hurry_engine::{Engine, EngineConfig, Seller};
-use hurry_persistence::{Backend, ComparisonStore, ConnectOptions, Store};
+use hurry_engine::{Engine, Seller};
+use hurry_persistence::{ComparisonStore, Store};
 use rand::RngCore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -35,17 +34,11 @@ impl Application {
     /// Connects the store (running migrations), starts the engine, creates the bootstrap admin
     /// and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let max_connections = match settings.database.max_connections {
-            0 if settings.is_postgres() => 16,
-            0 => 4,
-            configured => configured,
-        };
-        let mut options = ConnectOptions::new(settings.database.url.clone(), max_connections);
-        options.commit_timeout = Duration::from_millis(settings.persistence.commit_timeout_ms);
+        let options = settings.connect_options();
         let (store, comparison) = hurry_persistence::connect_with_comparison(&options)
             .await
             .with_context(|| "cannot open the database")?;
-        let state = build_state(settings, store, comparison, &options).await?;
+        let state = build_state(settings, store, comparison).await?;
         routes::auth::bootstrap_admin(&state)
             .await
             .map_err(|err| anyhow::anyhow!("cannot create the bootstrap admin: {err:?}"))?;
@@ -95,7 +88,6 @@ async fn build_state(
     settings: Settings,
     store: Arc<dyn Store>,
     comparison: Arc<dyn ComparisonStore>,
-    options: &ConnectOptions,
 ) -> anyhow::Result<AppState> {
     let secret = match settings.auth.jwt_secret.expose_secret() {
         "" => {
@@ -116,27 +108,6 @@ async fn build_state(
     )?;
     let pii = Arc::new(build_pii(&settings, &store).await?);
     let mailer = mail::from_settings(&settings.mail)?;
-    let persistence = &settings.persistence;
-    let engine_config = EngineConfig {
-        writer: WriterConfig {
-            max_batch: persistence.max_batch.max(1),
-            window: Duration::from_micros(persistence.batch_window_us),
-            max_concurrent_commits: match persistence.max_concurrent_commits {
-                0 if store.backend() == Backend::Postgres => 4,
-                0 => 1,
-                configured => configured,
-            },
-            write_deadline: options.write_deadline(),
-            settle_timeout: options.commit_timeout,
-        },
-        payment_window: chrono::Duration::seconds(
-            i64::try_from(settings.engine.payment_timeout_secs).unwrap_or(600),
-        ),
-        max_queue_per_drop: settings.engine.max_queue_per_drop,
-        call_timeout: Duration::from_millis(settings.engine.call_timeout_ms),
-        id_block_size: settings.engine.id_block_size,
-        claim_wait: Duration::from_millis(settings.engine.claim_wait_ms),
-    };
     let cluster = !settings.redis.url.is_empty();
     let feed = cluster
         .then(|| feed::RevocationFeed::new(&settings.redis.url, &settings.redis.key_prefix))
@@ -149,16 +120,15 @@ async fn build_state(
     );
     let revocation_listener = cluster
         .then(|| {
-            feed::listen(
+            revocations.listen(
                 &settings.redis.url,
                 &settings.redis.key_prefix,
-                revocations.clone(),
                 store.clone(),
             )
         })
         .transpose()?;
     let engine = Arc::new(
-        Engine::start(store.clone(), engine_config)
+        Engine::start(store.clone(), settings.engine_config(store.backend()))
             .await
             .context("cannot start the engine")?,
     );
@@ -178,7 +148,7 @@ async fn build_state(
     }
     let seller = seller(&settings, &engine, store.clone(), comparison)?;
     let mail_consumer = Arc::new(MailerConsumer::new(store.clone(), pii.clone(), mailer));
-    let events = EventSystem::start(&settings, &store, &engine, vec![mail_consumer]).await?;
+    let events = EventSystem::start(&settings, &store, vec![mail_consumer]).await?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
     let keyed_users = if settings.idempotency.memory_index {
         let users = store
@@ -191,7 +161,7 @@ async fn build_state(
     };
     let idempotency = Coalescer::new(
         settings.idempotency.recent_answers,
-        Duration::from_millis(settings.engine.call_timeout_ms),
+        settings.engine.call_timeout(),
         keyed_users,
     );
     let catalog = crate::catalog::CatalogCache::new(
@@ -236,10 +206,7 @@ fn seller(
         store,
         comparison,
         order_ids: engine.order_ids().clone(),
-        outbox_written: engine.outbox_written(),
-        payment_window: chrono::Duration::seconds(
-            i64::try_from(settings.engine.payment_timeout_secs).unwrap_or(600),
-        ),
+        payment_window: settings.engine.payment_window(),
     };
     baseline::build(kind, parts).with_context(|| {
         format!(

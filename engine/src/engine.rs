@@ -61,8 +61,6 @@ pub struct Engine {
     supervisor: ActorRef<SupervisorMessage>,
     /// The writer serving now (the engine supervisor replaces it after a restart).
     writer: WriterHandle,
-    /// Woken whenever the engine has written outbox rows (the relay listens).
-    outbox_written: Arc<tokio::sync::Notify>,
     /// Order ids, in blocks (shared with the writer).
     order_ids: Arc<IdAllocator>,
     /// This process holds the store's drops claim: it alone sells drops on the store.
@@ -87,14 +85,13 @@ impl Engine {
         }
         let sells_drops = claim_drops(store.as_ref(), config.claim_wait).await?;
         let ids = Arc::new(IdAllocator::new(store.clone(), config.id_block_size));
-        let outbox_written = Arc::new(tokio::sync::Notify::new());
         let faults = Arc::new(CommitFaults::default());
         let args = EngineArgs {
             writer: WriterArgs {
                 store: store.clone(),
                 ids: ids.clone(),
                 config: config.writer,
-                committed: outbox_written.clone(),
+                committed: store.outbox_written(),
                 faults: faults.clone(),
             },
             registry: Arc::new(DropRegistry::default()),
@@ -119,7 +116,6 @@ impl Engine {
             root,
             supervisor,
             writer,
-            outbox_written,
             order_ids: ids,
             sells_drops,
             faults,
@@ -138,11 +134,6 @@ impl Engine {
     /// [`NotServed::OtherProcess`].
     pub fn sells_drops(&self) -> bool {
         self.sells_drops
-    }
-
-    /// What the outbox relay waits on: woken after the engine writes outbox rows.
-    pub fn outbox_written(&self) -> Arc<tokio::sync::Notify> {
-        self.outbox_written.clone()
     }
 
     /// Starts serving the drop of `item` (no-op for a general item, one already served, or

@@ -23,7 +23,7 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     /// The relay's sink could not publish (nothing was marked published).
     #[error("publishing failed: {0}")]
-    Sink(#[source] crate::event_store::SinkError),
+    Sink(#[source] SinkError),
     /// Migrations failed.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -72,3 +72,6 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
         StoreError::Migrate(err)
     }
 }
+
+/// Why a sink could not publish.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;

@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::error::StoreError;
+use std::sync::Arc;
+
+use crate::error::{SinkError, StoreError};
 use crate::model::*;
 
 /// Where a relay hands outbox events on (the event bus).
@@ -15,12 +17,14 @@ pub trait EventSink: Send + Sync {
     async fn publish(&self, events: &[OutboxEvent]) -> Result<(), SinkError>;
 }
 
-/// Why a sink could not publish.
-pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
-
 /// The outbox, consumers' inboxes, dead letters and the ledger.
 #[async_trait]
 pub trait EventStore: Send + Sync {
+    /// Notified after every commit that wrote outbox rows (an order, an item's change, a
+    /// user's creation, a replayed dead letter, …): the relay waits on it rather than on its
+    /// poll. Whoever writes through the store never mentions it.
+    fn outbox_written(&self) -> Arc<tokio::sync::Notify>;
+
     /// Hands up to `limit` unpublished events of `shard`, oldest first, to `sink`, then marks
     /// them published. On PostgreSQL the shard is held with an advisory lock and the rows with
     /// `FOR UPDATE SKIP LOCKED` while the sink publishes, so relays on several nodes never

@@ -30,8 +30,8 @@ pub mod store;
 use std::sync::Arc;
 
 pub use comparison::{ComparisonStore, DropOrderRow, RowPurchase};
-pub use error::StoreError;
-pub use event_store::{EventSink, EventStore, SinkError};
+pub use error::{SinkError, StoreError};
+pub use event_store::{EventSink, EventStore};
 pub use model::*;
 pub use store::{
     Backend, CartStore, CatalogStore, OrderStore, SessionStore, Store, UserStore, VerificationStore,

@@ -5,16 +5,10 @@
 //! after subscribing again, so an announcement it missed is not lost. While Redis is down,
 //! other nodes learn of a revocation when it is back.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use hurry_persistence::Store;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
-
-use super::sessions::Revocations;
 
 /// One announcement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,46 +57,4 @@ impl RevocationFeed {
             tracing::warn!(error = %err, "cannot announce a revocation; other nodes reload it later");
         }
     }
-}
-
-/// Listens for announcements on the Redis at `url` (channel `{prefix}revocations`) until
-/// aborted, reloading from the store after every (re)subscription.
-pub fn listen(
-    url: &str,
-    prefix: &str,
-    revocations: Arc<Revocations>,
-    store: Arc<dyn Store>,
-) -> anyhow::Result<JoinHandle<()>> {
-    let client = redis::Client::open(url)?;
-    let channel = format!("{prefix}revocations");
-    Ok(tokio::spawn(async move {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match client.get_async_pubsub().await {
-                Ok(mut pubsub) => {
-                    if pubsub.subscribe(&channel).await.is_ok() {
-                        delay = Duration::from_millis(100);
-                        if let Err(err) = revocations.reload(&store).await {
-                            tracing::warn!(error = %err, "cannot reload revocations");
-                        }
-                        let mut messages = pubsub.on_message();
-                        while let Some(message) = messages.next().await {
-                            let Ok(text) = message.get_payload::<String>() else {
-                                continue;
-                            };
-                            match serde_json::from_str::<Revocation>(&text) {
-                                Ok(revocation) => revocations.apply(&revocation),
-                                Err(err) => {
-                                    tracing::warn!(error = %err, "unreadable revocation announcement");
-                                }
-                            }
-                        }
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "cannot subscribe to revocations"),
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-    }))
 }

@@ -6,12 +6,15 @@
 //! published on Redis ([`super::feed`]) so every node's memory has it within a round trip.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
+use futures::StreamExt;
 use hurry_persistence::{Store, StoreError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use tokio::task::JoinHandle;
 
 /// A new refresh token: what the client gets and what the store keeps.
 pub struct RefreshSecret {
@@ -125,5 +128,48 @@ impl Revocations {
     /// Whether `user_id` was deleted.
     pub fn is_user_denied(&self, user_id: i64) -> bool {
         self.deleted_users.contains_key(&user_id)
+    }
+
+    /// Listens for announcements on the Redis at `url` (channel `{prefix}revocations`) until
+    /// aborted, reloading from the store after every (re)subscription.
+    pub fn listen(
+        self: &Arc<Self>,
+        url: &str,
+        prefix: &str,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<JoinHandle<()>> {
+        let revocations = self.clone();
+        let client = redis::Client::open(url)?;
+        let channel = format!("{prefix}revocations");
+        Ok(tokio::spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match client.get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(&channel).await.is_ok() {
+                            delay = Duration::from_millis(100);
+                            if let Err(err) = revocations.reload(&store).await {
+                                tracing::warn!(error = %err, "cannot reload revocations");
+                            }
+                            let mut messages = pubsub.on_message();
+                            while let Some(message) = messages.next().await {
+                                let Ok(text) = message.get_payload::<String>() else {
+                                    continue;
+                                };
+                                match serde_json::from_str::<super::feed::Revocation>(&text) {
+                                    Ok(revocation) => revocations.apply(&revocation),
+                                    Err(err) => {
+                                        tracing::warn!(error = %err, "unreadable revocation announcement");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot subscribe to revocations"),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }))
     }
 }

@@ -112,7 +112,6 @@ async fn replay_dead_letter(
     if !state.store.replay_dead_letter(id).await? {
         return Err(ApiError::not_found(format!("dead letter {id} not found")));
     }
-    state.engine.outbox_written().notify_one();
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({ "id": id, "status": "replaying" })),

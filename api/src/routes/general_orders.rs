@@ -101,9 +101,7 @@ async fn place(
     let order = state
         .idempotency
         .run(&state.store, user_id, key, &request, move |entry| async move {
-            let window = chrono::Duration::seconds(
-                i64::try_from(shared.settings.engine.payment_timeout_secs).unwrap_or(600),
-            );
+            let window = shared.settings.engine.payment_window();
             // Microseconds: what both stores keep, so a replayed answer matches the first.
             let now = hurry_persistence::now_micros();
             let order = NewGeneralOrder {
@@ -119,7 +117,6 @@ async fn place(
                 Placement::Placed(record) => {
                     let ids: Vec<i64> = record.lines.iter().map(|line| line.item_id).collect();
                     shared.catalog.changed(&ids);
-                    shared.engine.outbox_written().notify_one();
                     Ok(record)
                 }
                 Placement::UnknownItem(item_id) => {

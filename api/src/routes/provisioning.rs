@@ -108,7 +108,6 @@ async fn provision(
             })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    state.engine.outbox_written().notify_one();
     Ok((
         StatusCode::CREATED,
         Json(Provisioned {

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
-use hurry_persistence::{CodeAttempt, CodeRenewal};
+use hurry_persistence::CodeAttempt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -81,7 +81,6 @@ async fn verify_email(
         // Replaced or used by a concurrent request meanwhile.
         return Err(invalid_code());
     }
-    state.engine.outbox_written().notify_one();
     Ok(Json(json!({ "user_id": user.id, "email_verified": true })))
 }
 
@@ -118,7 +117,7 @@ async fn resend_verification(
     let interval = chrono::Duration::seconds(
         i64::try_from(auth.email_code_resend_interval_secs).unwrap_or(i64::MAX / 4),
     );
-    let renewal = state
+    state
         .store
         .renew_email_code(
             user.id,
@@ -127,8 +126,5 @@ async fn resend_verification(
             Utc::now(),
         )
         .await?;
-    if let CodeRenewal::Issued { .. } = renewal {
-        state.engine.outbox_written().notify_one();
-    }
     Ok(accepted)
 }

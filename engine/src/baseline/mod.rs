@@ -21,7 +21,6 @@ mod redis_lua;
 use std::sync::Arc;
 
 use hurry_persistence::{ComparisonStore, Store};
-use tokio::sync::Notify;
 
 use crate::seller::Seller;
 use crate::writer::IdAllocator;
@@ -35,14 +34,12 @@ pub enum BaselineKind {
     PgRow,
 }
 
-/// What a baseline works with: the engine's store, ids and outbox wake-up.
+/// What a baseline works with: the engine's store and ids.
 #[derive(Clone)]
 pub struct BaselineParts {
     pub store: Arc<dyn Store>,
     pub comparison: Arc<dyn ComparisonStore>,
     pub order_ids: Arc<IdAllocator>,
-    /// Woken after an order (and its outbox row) is written.
-    pub outbox_written: Arc<Notify>,
     /// How long a new order may stay unpaid.
     pub payment_window: chrono::Duration,
 }

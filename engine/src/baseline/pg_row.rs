@@ -72,7 +72,6 @@ impl Seller for PgRow {
         let limit = spec.per_user_limit;
         match parts.comparison.purchase_row(&order, limit).await {
             Ok(RowPurchase::Placed) => {
-                parts.outbox_written.notify_one();
                 count_created();
                 Ok(order.to_record())
             }

@@ -276,7 +276,6 @@ impl Seller for RedisLua {
                 unavailable()
             });
         }
-        parts.outbox_written.notify_one();
         count_created();
         Ok(order.to_record())
     }

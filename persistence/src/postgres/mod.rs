@@ -42,6 +42,8 @@ pub struct PgStore {
     /// The connection holding the drops claim ([`Store::claim_drops`]), while held.
     drops_claim: Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
     connect: PgConnectOptions,
+    /// Notified after each commit that wrote outbox rows.
+    outbox_written: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -89,6 +91,7 @@ impl PgStore {
             writers: Arc::new(writers),
             drops_claim: Arc::default(),
             connect,
+            outbox_written: Arc::default(),
         })
     }
 
@@ -145,9 +148,14 @@ impl PgStore {
         &self.pool
     }
 
+    /// A write transaction.
+    async fn begin_write(&self) -> Result<sql::Tx<'static>, StoreError> {
+        Ok(sql::Tx::new(self.pool.begin().await?, &self.outbox_written))
+    }
+
     /// A transaction whose `SELECT … FOR UPDATE` rows stay as read until it ends.
-    async fn begin_guarded(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-        Ok(self.pool.begin().await?)
+    async fn begin_guarded(&self) -> Result<sql::Tx<'static>, StoreError> {
+        self.begin_write().await
     }
 
     /// Takes the drops claim: a session advisory lock, held by a connection of its own for as
@@ -181,7 +189,7 @@ impl PgStore {
 
 /// Writes an outbox event (version 1, now) inside the caller's transaction.
 async fn enqueue_event(
-    conn: &mut sqlx::PgConnection,
+    tx: &mut sql::Tx<'_>,
     event_type: &str,
     aggregate_id: i64,
     payload: serde_json::Value,
@@ -193,8 +201,9 @@ async fn enqueue_event(
     .bind(event_type)
     .bind(aggregate_id)
     .bind(payload.to_string())
-    .execute(conn)
+    .execute(&mut **tx)
     .await?;
+    tx.wrote_outbox();
     Ok(())
 }
 

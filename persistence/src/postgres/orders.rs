@@ -11,7 +11,11 @@ impl PgStore {
         let deadline = self.writers.deadline();
         let written =
             tokio::time::timeout(deadline, columns.insert().fetch_all(lease.conn())).await;
-        lease.finish(written)
+        let written = lease.finish(written)?;
+        if !written.is_empty() {
+            self.outbox_rows_committed();
+        }
+        Ok(written)
     }
 
     /// [`OrderStore::settle_orders`](crate::OrderStore::settle_orders).
@@ -24,6 +28,10 @@ impl PgStore {
             .fetch_all(&mut conn)
             .await?;
         let _ = sqlx::Connection::close(conn).await;
+        if !stored.is_empty() {
+            // The write in doubt landed, with its outbox rows.
+            self.outbox_rows_committed();
+        }
         Ok(stored)
     }
 
@@ -31,7 +39,7 @@ impl PgStore {
     pub(super) async fn place(&self, order: &NewGeneralOrder) -> Result<Placement, StoreError> {
         let mut ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
         ids.sort_unstable();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Lock the items in id order (no deadlock between orders sharing items).
         let rows: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
             "SELECT i.id, i.price, i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) \
@@ -99,6 +107,9 @@ impl PgStore {
         .bind(to)
         .fetch_optional(&self.pool)
         .await?;
+        if changed.is_some() {
+            self.outbox_rows_committed();
+        }
         Ok(changed.is_some())
     }
 }
@@ -229,11 +240,15 @@ impl<'a> BatchColumns<'a> {
 /// Writes `orders` on `conn` (inside the caller's transaction) as [`BatchColumns::insert`]
 /// does; answers the ids written.
 pub(super) async fn insert_orders(
-    conn: &mut sqlx::PgConnection,
+    tx: &mut sql::Tx<'_>,
     orders: &[NewOrder],
 ) -> Result<Vec<i64>, StoreError> {
-    Ok(BatchColumns::from_orders(orders)
+    let written: Vec<i64> = BatchColumns::from_orders(orders)
         .insert()
-        .fetch_all(conn)
-        .await?)
+        .fetch_all(&mut **tx)
+        .await?;
+    if !written.is_empty() {
+        tx.wrote_outbox();
+    }
+    Ok(written)
 }

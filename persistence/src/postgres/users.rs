@@ -29,7 +29,7 @@ impl PgStore {
             users.iter().map(|user| field(user).as_str()).collect()
         };
         let verified: Vec<bool> = users.iter().map(|user| user.email_verified).collect();
-        Ok(sqlx::query_scalar(
+        let ids: Vec<i64> = sqlx::query_scalar(
             "WITH new_users AS ( \
                  INSERT INTO users (email, email_index, password_hash, name, email_verified, created_at) \
                  SELECT *, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[]) \
@@ -48,6 +48,10 @@ impl PgStore {
         .bind(&verified)
         .bind(now)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        if !ids.is_empty() {
+            self.outbox_rows_committed();
+        }
+        Ok(ids)
     }
 }

@@ -9,7 +9,7 @@ impl CatalogStore for SqlStore {
     async fn create_item(&self, item: &NewItem) -> Result<ItemRecord, StoreError> {
         check_new_item(item)?;
         let created_at = now_micros();
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO items (seller_id, name, description, price, stock, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
@@ -107,7 +107,7 @@ impl CatalogStore for SqlStore {
         seller_id: i64,
         change: &ItemChange,
     ) -> Result<Option<ItemRecord>, StoreError> {
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE items SET name = COALESCE($3, name), description = COALESCE($4, description), \
              price = COALESCE($5, price), updated_at = $6 \
@@ -134,7 +134,7 @@ impl CatalogStore for SqlStore {
     }
 
     async fn delete_item(&self, id: i64, seller_id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query(
             "UPDATE items SET deleted_at = $3, updated_at = $3 \
              WHERE id = $1 AND seller_id = $2 AND deleted_at IS NULL",
@@ -199,7 +199,7 @@ impl CatalogStore for SqlStore {
     }
 
     async fn adjust_drop_units(&self, item_id: i64, delta: i64) -> Result<(), StoreError> {
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE drops SET total_units = total_units + $2 WHERE item_id = $1")
             .bind(item_id)
             .bind(delta)

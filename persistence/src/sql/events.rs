@@ -9,6 +9,10 @@ const DEAD_LETTER_COLUMNS: &str = "id, consumer, event_id, event_type, version, 
 
 #[async_trait]
 impl EventStore for SqlStore {
+    fn outbox_written(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.outbox_written.clone()
+    }
+
     async fn relay_outbox(
         &self,
         shard: RelayShard,
@@ -42,6 +46,9 @@ impl EventStore for SqlStore {
         .bind(id)
         .execute(self.writes())
         .await?;
+        if done.rows_affected() > 0 {
+            self.outbox_rows_committed();
+        }
         Ok(done.rows_affected())
     }
 
@@ -113,7 +120,7 @@ impl EventStore for SqlStore {
     }
 
     async fn replay_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         let copied = sqlx::query(
             "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
              SELECT event_id, event_type, version, aggregate_id, occurred_at, payload \
@@ -131,6 +138,7 @@ impl EventStore for SqlStore {
             .bind(now_micros())
             .execute(&mut *tx)
             .await?;
+        tx.wrote_outbox();
         tx.commit().await?;
         Ok(true)
     }

@@ -17,7 +17,7 @@
 //!   two-argument maximum;
 //! - `uuid_param`, an event id as its `event_id` columns take it (`uuid`, text on SQLite);
 //!   `JSON_TYPE`, the type a JSON payload is cast to;
-//! - `enqueue_event`, the outbox insert; `claim` and `release`, the drops claim;
+//! - `enqueue_event`, the outbox insert into a [`Tx`]; `claim` and `release`, the drops claim;
 //! - the per-backend methods the shared parts call where the dialects really differ (`UNNEST`
 //!   against a loop of inserts, arrays against `json_each`).
 //!
@@ -35,6 +35,68 @@ pub(super) mod sessions;
 pub(super) mod store;
 pub(super) mod users;
 pub(super) mod verification;
+
+/// A write transaction that, once committed, announces the outbox rows it wrote: the relay
+/// waits on the store's [`outbox_written`](crate::EventStore::outbox_written) instead of its
+/// poll. `enqueue_event` and the order inserts mark it; a statement that inserts into the
+/// outbox by hand calls [`Tx::wrote_outbox`].
+pub(super) struct Tx<'c> {
+    inner: sqlx::Transaction<'c, super::Db>,
+    outbox_written: std::sync::Arc<tokio::sync::Notify>,
+    wrote: bool,
+}
+
+impl<'c> Tx<'c> {
+    pub(super) fn new(
+        inner: sqlx::Transaction<'c, super::Db>,
+        outbox_written: &std::sync::Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            inner,
+            outbox_written: outbox_written.clone(),
+            wrote: false,
+        }
+    }
+
+    /// This transaction wrote outbox rows.
+    pub(super) fn wrote_outbox(&mut self) {
+        self.wrote = true;
+    }
+
+    /// Commits, then wakes the relay if outbox rows were written.
+    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.inner.commit().await?;
+        if self.wrote {
+            self.outbox_written.notify_one();
+        }
+        Ok(())
+    }
+
+    pub(super) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+}
+
+impl super::SqlStore {
+    /// Wakes the relay after a statement outside a [`Tx`] committed outbox rows.
+    pub(super) fn outbox_rows_committed(&self) {
+        self.outbox_written.notify_one();
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = <super::Db as sqlx::Database>::Connection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
 
 /// The columns of an item and its drop, from `items i LEFT JOIN drops d` (for `item_from_row`).
 pub(super) const ITEM_COLUMNS: &str = "i.id, i.seller_id, i.name, i.description, i.price, \

@@ -6,7 +6,7 @@ use crate::store::UserStore;
 #[async_trait]
 impl UserStore for SqlStore {
     async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO users (email, email_index, password_hash, name, phone, address, email_verified, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -71,7 +71,7 @@ impl UserStore for SqlStore {
         if self.user_by_id(user_id).await?.is_none() {
             return Ok(None);
         }
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_roles(&mut tx, user_id, roles).await?;
         tx.commit().await?;
         Ok(Some(self.roles_of(user_id).await?))
@@ -110,7 +110,7 @@ impl UserStore for SqlStore {
         shredded: &str,
         freed_index: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query(
             "UPDATE users SET email = $2, name = $2, phone = NULL, address = NULL, \
              email_index = $3, deleted_at = $4 WHERE id = $1 AND deleted_at IS NULL",

@@ -94,7 +94,7 @@ impl VerificationStore for SqlStore {
     }
 
     async fn confirm_email(&self, user_id: i64, generation: i64) -> Result<bool, StoreError> {
-        let mut tx = self.writes().begin().await?;
+        let mut tx = self.begin_write().await?;
         let used = sqlx::query(
             "UPDATE email_codes SET consumed_at = $3 \
              WHERE user_id = $1 AND generation = $2 AND consumed_at IS NULL",
@@ -127,7 +127,7 @@ impl VerificationStore for SqlStore {
 /// Stores `code` as the user's live code (a new generation) and writes the event asking for
 /// its mail; returns the generation.
 pub(in super::super) async fn upsert_code(
-    conn: &mut <Db as sqlx::Database>::Connection,
+    tx: &mut super::Tx<'_>,
     user_id: i64,
     code: &NewEmailCode,
     now: DateTime<Utc>,
@@ -144,10 +144,10 @@ pub(in super::super) async fn upsert_code(
     .bind(&code.code)
     .bind(token_time(now))
     .bind(token_time(code.expires_at))
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut **tx)
     .await?;
     enqueue_event(
-        conn,
+        tx,
         "user.verification_requested",
         user_id,
         serde_json::json!({ "user_id": user_id, "generation": generation }),

@@ -54,6 +54,8 @@ pub struct SqliteStore {
     lock_path: Option<std::path::PathBuf>,
     /// The locked file while the claim is held.
     drops_claim: std::sync::Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    /// Notified after each commit that wrote outbox rows.
+    outbox_written: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl SqliteStore {
@@ -92,6 +94,7 @@ impl SqliteStore {
                 std::path::PathBuf::from(name)
             }),
             drops_claim: std::sync::Arc::default(),
+            outbox_written: std::sync::Arc::default(),
         })
     }
 
@@ -176,8 +179,19 @@ impl SqliteStore {
 
     /// A transaction with SQLite's write lock from its start (`BEGIN IMMEDIATE`): what it
     /// reads stays as read until it ends.
-    async fn begin_guarded(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    async fn begin_guarded(&self) -> Result<sql::Tx<'static>, StoreError> {
+        Ok(sql::Tx::new(
+            self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            &self.outbox_written,
+        ))
+    }
+
+    /// A write transaction (on the one writer connection).
+    async fn begin_write(&self) -> Result<sql::Tx<'static>, StoreError> {
+        Ok(sql::Tx::new(
+            self.writer.begin().await?,
+            &self.outbox_written,
+        ))
     }
 
     /// Takes the drops claim: the lock of `PATH.lock`, held while the file stays open.
@@ -221,7 +235,7 @@ impl SqliteStore {
 
 /// Writes an outbox event (version 1, now) inside the caller's transaction.
 async fn enqueue_event(
-    conn: &mut sqlx::SqliteConnection,
+    tx: &mut sql::Tx<'_>,
     event_type: &str,
     aggregate_id: i64,
     payload: serde_json::Value,
@@ -235,8 +249,9 @@ async fn enqueue_event(
     .bind(aggregate_id)
     .bind(now_micros())
     .bind(payload.to_string())
-    .execute(conn)
+    .execute(&mut **tx)
     .await?;
+    tx.wrote_outbox();
     Ok(())
 }
 

@@ -9,7 +9,10 @@ impl SqliteStore {
         // Waiting for the one writer connection sends nothing: only the write can be in doubt.
         let mut conn = self.writer.acquire().await?;
         let write = async {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let mut tx = sql::Tx::new(
+                sqlx::Connection::begin(&mut *conn).await?,
+                &self.outbox_written,
+            );
             let written = insert_orders(&mut tx, orders).await?;
             tx.commit().await.map_err(StoreError::from_write)?;
             Ok(written)
@@ -24,12 +27,17 @@ impl SqliteStore {
     /// [`OrderStore::settle_orders`](crate::OrderStore::settle_orders).
     pub(super) async fn settle(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
         let ids_json = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
-        Ok(sqlx::query_scalar(
+        let stored: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM orders WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
         )
         .bind(ids_json)
         .fetch_all(&self.writer)
-        .await?)
+        .await?;
+        if !stored.is_empty() {
+            // The write in doubt landed, with its outbox rows.
+            self.outbox_rows_committed();
+        }
+        Ok(stored)
     }
 
     /// [`OrderStore::place_order`](crate::OrderStore::place_order).
@@ -37,7 +45,7 @@ impl SqliteStore {
         let ids: Vec<i64> = order.lines.iter().map(|(item_id, _)| *item_id).collect();
         let ids_json = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".to_owned());
         // IMMEDIATE: the write lock from the start, so the stock read is the stock written.
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_guarded().await?;
         let rows: Vec<(i64, i64, i64, bool)> = sqlx::query_as(
             "SELECT i.id, i.price, i.stock, EXISTS (SELECT 1 FROM drops d WHERE d.item_id = i.id) \
              FROM items i WHERE i.id IN (SELECT value FROM json_each(?)) AND i.deleted_at IS NULL",
@@ -92,7 +100,7 @@ impl SqliteStore {
         to: &str,
     ) -> Result<bool, StoreError> {
         let now = now_micros();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let changed: Option<(i64, i64)> = sqlx::query_as(
             "UPDATE orders SET status = ?3, updated_at = ?4 WHERE id = ?1 AND status = ?2 \
              RETURNING user_id, amount",
@@ -119,7 +127,7 @@ impl SqliteStore {
 /// (inside the caller's transaction); answers the ids written. A keyed order whose key the
 /// user stored before is left out.
 pub(super) async fn insert_orders(
-    conn: &mut sqlx::SqliteConnection,
+    tx: &mut sql::Tx<'_>,
     orders: &[NewOrder],
 ) -> Result<Vec<i64>, StoreError> {
     let mut written = Vec::with_capacity(orders.len());
@@ -134,7 +142,7 @@ pub(super) async fn insert_orders(
             .bind(&entry.request_hash)
             .bind(order.id)
             .bind(order.created_at)
-            .execute(&mut *conn)
+            .execute(&mut **tx)
             .await?
             .rows_affected()
                 == 1;
@@ -153,7 +161,7 @@ pub(super) async fn insert_orders(
         .bind(order.payment_due_at)
         .bind(order.created_at)
         .bind(order.created_at)
-        .execute(&mut *conn)
+        .execute(&mut **tx)
         .await?;
         for (line_no, line) in (1_i64..).zip(&order.lines) {
             sqlx::query(
@@ -166,7 +174,7 @@ pub(super) async fn insert_orders(
             .bind(line.quantity)
             .bind(line.unit_price)
             .bind(line.amount)
-            .execute(&mut *conn)
+            .execute(&mut **tx)
             .await?;
         }
         sqlx::query(
@@ -177,8 +185,9 @@ pub(super) async fn insert_orders(
         .bind(order.id)
         .bind(order.created_at)
         .bind(order_created_payload(order))
-        .execute(&mut *conn)
+        .execute(&mut **tx)
         .await?;
+        tx.wrote_outbox();
         written.push(order.id);
     }
     Ok(written)

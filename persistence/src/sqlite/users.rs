@@ -27,7 +27,7 @@ impl SqliteStore {
         users: &[NewUser],
         now: DateTime<Utc>,
     ) -> Result<Vec<i64>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(users.len());
         for user in users {
             let id: i64 = sqlx::query_scalar(

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod announce;
 mod basics;
 mod catalog;
 mod comparison;
