@@ -17,9 +17,10 @@ use hurry_persistence::Store;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::commit::{self, CommitFaults};
+use super::draft::Draft;
+use super::error::WriteError;
 use super::ids::IdAllocator;
-use super::{Draft, WriterMessage};
-use crate::drop::DropError;
+use super::messages::WriterMessage;
 
 /// Batching settings.
 #[derive(Debug, Clone, Copy)]
@@ -161,8 +162,7 @@ fn admit(draft: Draft, now: tokio::time::Instant, budget: Duration) -> Option<Dr
     }
     draft.ticket.abandon();
     draft.settlement.settle(false);
-    // The caller may have stopped listening; then nobody hears this.
-    let _ = draft.reply.send(Err(DropError::Unavailable.into()));
+    draft.reply.send(Err(WriteError::Unavailable));
     None
 }
 

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use hurry_persistence::{NewOrder, StoreError};
 
 use super::actor::WriterArgs;
+use super::draft::Draft;
+use super::error::WriteError;
 use super::outcome::{InDoubt, Settled};
-use super::{Draft, Settlement};
-use crate::drop::DropError;
-use crate::seller::PurchaseError;
+use super::settlement::Settlement;
 
 /// Faults a test can ask of the next commit, to prove that a panic on the write path settles
 /// what it held. Always present so the writer has one shape; only the `test-hooks` feature
@@ -121,14 +121,14 @@ fn answer(batch: Vec<Draft>, orders: Vec<NewOrder>, stored: &[i64]) {
         settlements.push((draft.settlement, matches!(settled, Settled::Committed(_))));
         let answer = match settled {
             Settled::Committed(record) => Ok(record),
-            Settled::Repeat => Err(PurchaseError::Repeat),
-            Settled::NotCommitted => Err(DropError::Unavailable.into()),
+            Settled::Repeat => Err(WriteError::Repeat),
+            Settled::NotCommitted => Err(WriteError::Unavailable),
         };
         replies.push((draft.reply, answer));
     }
     Settlement::settle_all(settlements);
     for (reply, answer) in replies {
-        let _ = reply.send(answer);
+        reply.send(answer);
     }
 }
 
@@ -157,7 +157,7 @@ fn refuse_all(batch: Vec<Draft>) {
     // The actor hears first, so a shopper's retry finds the units back.
     Settlement::settle_all(settlements);
     for reply in replies {
-        let _ = reply.send(Err(DropError::Unavailable.into()));
+        reply.send(Err(WriteError::Unavailable));
     }
 }
 
@@ -182,7 +182,7 @@ async fn settle(args: &WriterArgs, batch: Vec<Draft>, orders: Vec<NewOrder>) {
     let mut pending = Vec::with_capacity(batch.len());
     for (draft, order) in batch.into_iter().zip(orders) {
         let (resolver, doubt) = InDoubt::new();
-        let _ = draft.reply.send(Err(PurchaseError::OutcomeUnknown(doubt)));
+        draft.reply.send(Err(WriteError::OutcomeUnknown(doubt)));
         pending.push((draft.settlement, resolver, order));
     }
     let store = args.store.clone();
