@@ -25,3 +25,6 @@ pub use messages::{ItemMessage, ItemStatus, PurchaseReply};
 pub use settle::DropUnits;
 pub use slot::{DropRegistry, DropSlot};
 pub use supervisor::{DropSupervisor, SupervisorMessage};
+
+#[cfg(test)]
+mod actor_tests;

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hurry_persistence::Store;
+use hurry_persistence::OrderStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::commit::{self, CommitFaults};
@@ -50,7 +50,8 @@ impl WriterConfig {
 /// What the writer starts from.
 #[derive(Clone)]
 pub struct WriterArgs {
-    pub store: Arc<dyn Store>,
+    /// Where batches are written and settled: all the writer needs of the store.
+    pub store: Arc<dyn OrderStore>,
     pub ids: Arc<IdAllocator>,
     pub config: WriterConfig,
     /// Woken after every commit: the outbox has new rows for the relay.

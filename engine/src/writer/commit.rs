@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use hurry_persistence::{NewOrder, StoreError};
+use hurry_persistence::{NewOrder, OrderStore, StoreError};
 
 use super::actor::WriterArgs;
 use super::draft::Draft;
@@ -208,7 +208,7 @@ async fn settle(args: &WriterArgs, batch: Vec<Draft>, orders: Vec<NewOrder>) {
 }
 
 /// The ids of `ids` the store holds, asking until it can tell.
-async fn settled_later(store: &dyn hurry_persistence::Store, ids: &[i64]) -> Vec<i64> {
+async fn settled_later(store: &dyn OrderStore, ids: &[i64]) -> Vec<i64> {
     let mut delay = Duration::from_millis(50);
     loop {
         match store.settle_orders(ids).await {

@@ -34,3 +34,6 @@ pub use messages::WriterMessage;
 pub use outcome::{InDoubt, Settled};
 pub use settlement::{HeldUnits, Outcome, Settle, Settlement};
 pub use ticket::Ticket;
+
+#[cfg(test)]
+mod actor_tests;
