@@ -16,6 +16,9 @@
 //! - [`seller`]: [`Seller`], the one door purchases go through, and its errors.
 //! - [`engine`]: [`Engine`], the handle the API holds (the seller of drops).
 //! - [`baseline`]: the load tests' comparison sellers (`baseline` feature).
+//! - `testing` (tests only): a SQLite shop and `FaultyStore`, a store that fails, stalls or
+//!   answers in doubt on command, for the actor tests (`writer/actor_tests.rs`,
+//!   `drop/actor_tests.rs`).
 
 pub mod baseline;
 pub mod domain;
@@ -25,6 +28,9 @@ pub mod events;
 pub mod seller;
 pub mod supervisor;
 pub mod writer;
+
+#[cfg(test)]
+mod testing;
 
 pub use engine::{Engine, EngineConfig};
 pub use seller::{NotServed, PurchaseError, PurchaseRequest, Seller};

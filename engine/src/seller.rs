@@ -7,7 +7,7 @@ use hurry_persistence::{IdempotencyEntry, OrderRecord};
 
 use crate::domain::Quantity;
 use crate::drop::DropError;
-use crate::writer::InDoubt;
+use crate::writer::{InDoubt, WriteError};
 
 /// A purchase of a drop.
 #[derive(Debug, Clone)]
@@ -35,6 +35,18 @@ pub enum PurchaseError {
     /// units stay held, and the [`InDoubt`] resolves once the store can tell.
     #[error("the outcome of the commit is not known yet")]
     OutcomeUnknown(InDoubt),
+}
+
+impl From<WriteError> for PurchaseError {
+    /// The writer's answer as the shopper hears it: not made durable is the drop's
+    /// `Unavailable`, as for every other way nothing was bought.
+    fn from(err: WriteError) -> Self {
+        match err {
+            WriteError::Unavailable => PurchaseError::Drop(DropError::Unavailable),
+            WriteError::Repeat => PurchaseError::Repeat,
+            WriteError::OutcomeUnknown(doubt) => PurchaseError::OutcomeUnknown(doubt),
+        }
+    }
 }
 
 /// Why no drop of an item is sold here.

@@ -10,11 +10,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::book::DropBook;
 use super::error::DropError;
 use super::lease::StockLease;
-use super::messages::{ItemMessage, ItemStatus};
+use super::messages::{ItemMessage, ItemStatus, PurchaseReply};
+use super::settle::DropUnits;
 use super::slot::DropSlot;
 use crate::domain::{OrderStatus, Quantity};
 use crate::seller::PurchaseRequest;
-use crate::writer::{Draft, DraftOrder, Reply, Settlement, Ticket, WriterHandle, WriterMessage};
+use crate::writer::{Draft, DraftOrder, Reply, Ticket, WriteError, WriterHandle, WriterMessage};
 
 /// Decides purchases of one drop. See the crate docs for the flow.
 #[derive(Debug, Default)]
@@ -41,6 +42,9 @@ pub struct ItemState {
     args: ItemArgs,
     book: DropBook,
     rates: RateWindow,
+    /// Where the writer settles this actor's drafts (one for all of them, so that a batch
+    /// tells this actor once).
+    units: Arc<DropUnits>,
 }
 
 impl Actor for ItemActor {
@@ -72,10 +76,12 @@ impl Actor for ItemActor {
         let grant = args.lease.grant(args.item_id, unsold, unsold).await?;
         let book = DropBook::new(args.spec.clone(), &sales.per_user, grant.units);
         args.slot.leased.store(grant.units, Ordering::Relaxed);
+        let units = DropUnits::new(myself.clone(), args.slot.clone());
         let state = ItemState {
             args,
             book,
             rates: RateWindow::default(),
+            units,
         };
         state.mirror();
         state.args.slot.set_window(&state.args.spec);
@@ -97,7 +103,7 @@ impl Actor for ItemActor {
                 ticket,
                 deadline,
                 reply,
-            } => state.reserve(myself, request, ticket, deadline, reply),
+            } => state.reserve(request, ticket, deadline, reply),
             ItemMessage::Settle {
                 committed_units,
                 num_committed,
@@ -139,11 +145,10 @@ impl Actor for ItemActor {
 impl ItemState {
     fn reserve(
         &mut self,
-        myself: ActorRef<ItemMessage>,
         request: PurchaseRequest,
         ticket: Arc<Ticket>,
         deadline: tokio::time::Instant,
-        reply: Reply,
+        reply: PurchaseReply,
     ) {
         if ticket.is_abandoned() {
             // The caller stopped waiting while this sat in the mailbox: take nothing.
@@ -181,10 +186,13 @@ impl ItemState {
                 }],
                 idempotency,
             },
-            settlement: Settlement::drop_units(myself, self.args.slot.clone(), user_id, quantity),
+            settlement: self.units.settlement(user_id, quantity),
             ticket,
             deadline,
-            reply,
+            // The caller may have stopped listening; then nobody hears the answer.
+            reply: Reply::new(move |answer| {
+                let _ = reply.send(answer.map_err(Into::into));
+            }),
         };
         if let Err(ractor::MessagingErr::SendErr(WriterMessage::Write(draft))) =
             self.args.writer.current().cast(WriterMessage::Write(draft))
@@ -192,7 +200,7 @@ impl ItemState {
             // The writer is gone (its successor is starting): nothing was written. Settling
             // the draft as not committed sends this actor a Settle that gives the units back.
             draft.settlement.settle(false);
-            let _ = draft.reply.send(Err(DropError::Unavailable.into()));
+            draft.reply.send(Err(WriteError::Unavailable));
         }
         self.mirror();
     }

@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
+use hurry_persistence::OrderRecord;
 use ractor::RpcReplyPort;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
 use super::error::DropError;
 use crate::domain::Quantity;
-use crate::seller::PurchaseRequest;
-use crate::writer::{Reply, Ticket};
+use crate::seller::{PurchaseError, PurchaseRequest};
+use crate::writer::Ticket;
+
+/// Where a purchase's answer goes: the order once committed, or why not.
+pub type PurchaseReply = oneshot::Sender<Result<OrderRecord, PurchaseError>>;
 
 /// Messages an [`ItemActor`](super::ItemActor) handles.
 #[derive(Debug)]
@@ -20,7 +25,7 @@ pub enum ItemMessage {
         ticket: Arc<Ticket>,
         /// When the caller stops waiting.
         deadline: tokio::time::Instant,
-        reply: Reply,
+        reply: PurchaseReply,
     },
     /// The writer settled reservations: `committed_units` of `num_committed` drafts are in
     /// the store; the `released` ones (user, units) are definitely not.

@@ -4,6 +4,7 @@
 //! - [`actor`]: the item actor around a book.
 //! - [`supervisor`]: starts item actors and restarts failed ones.
 //! - [`slot`]: what the API, the writer and the actor share about one drop.
+//! - [`settle`]: [`DropUnits`], where the writer settles an actor's drafts.
 //! - [`lease`]: where a node's sellable units come from ([`LocalLease`] on a single node).
 //! - [`messages`], [`error`]: the actor's protocol and its expected failures.
 
@@ -12,6 +13,7 @@ pub mod book;
 pub mod error;
 pub mod lease;
 pub mod messages;
+pub mod settle;
 pub mod slot;
 pub mod supervisor;
 
@@ -19,6 +21,10 @@ pub use actor::{ItemActor, ItemArgs};
 pub use book::DropBook;
 pub use error::DropError;
 pub use lease::{LocalLease, StockLease};
-pub use messages::{ItemMessage, ItemStatus};
+pub use messages::{ItemMessage, ItemStatus, PurchaseReply};
+pub use settle::DropUnits;
 pub use slot::{DropRegistry, DropSlot};
 pub use supervisor::{DropSupervisor, SupervisorMessage};
+
+#[cfg(test)]
+mod actor_tests;

@@ -13,13 +13,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hurry_persistence::Store;
+use hurry_persistence::OrderStore;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::commit::{self, CommitFaults};
+use super::draft::Draft;
+use super::error::WriteError;
 use super::ids::IdAllocator;
-use super::{Draft, WriterMessage};
-use crate::drop::DropError;
+use super::messages::WriterMessage;
 
 /// Batching settings.
 #[derive(Debug, Clone, Copy)]
@@ -49,7 +50,8 @@ impl WriterConfig {
 /// What the writer starts from.
 #[derive(Clone)]
 pub struct WriterArgs {
-    pub store: Arc<dyn Store>,
+    /// Where batches are written and settled: all the writer needs of the store.
+    pub store: Arc<dyn OrderStore>,
     pub ids: Arc<IdAllocator>,
     pub config: WriterConfig,
     /// Woken after every commit: the outbox has new rows for the relay.
@@ -161,8 +163,7 @@ fn admit(draft: Draft, now: tokio::time::Instant, budget: Duration) -> Option<Dr
     }
     draft.ticket.abandon();
     draft.settlement.settle(false);
-    // The caller may have stopped listening; then nobody hears this.
-    let _ = draft.reply.send(Err(DropError::Unavailable.into()));
+    draft.reply.send(Err(WriteError::Unavailable));
     None
 }
 

@@ -17,13 +17,13 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use hurry_persistence::{NewOrder, StoreError};
+use hurry_persistence::{NewOrder, OrderStore, StoreError};
 
 use super::actor::WriterArgs;
+use super::draft::Draft;
+use super::error::WriteError;
 use super::outcome::{InDoubt, Settled};
-use super::{Draft, Settlement};
-use crate::drop::DropError;
-use crate::seller::PurchaseError;
+use super::settlement::Settlement;
 
 /// Faults a test can ask of the next commit, to prove that a panic on the write path settles
 /// what it held. Always present so the writer has one shape; only the `test-hooks` feature
@@ -121,14 +121,14 @@ fn answer(batch: Vec<Draft>, orders: Vec<NewOrder>, stored: &[i64]) {
         settlements.push((draft.settlement, matches!(settled, Settled::Committed(_))));
         let answer = match settled {
             Settled::Committed(record) => Ok(record),
-            Settled::Repeat => Err(PurchaseError::Repeat),
-            Settled::NotCommitted => Err(DropError::Unavailable.into()),
+            Settled::Repeat => Err(WriteError::Repeat),
+            Settled::NotCommitted => Err(WriteError::Unavailable),
         };
         replies.push((draft.reply, answer));
     }
     Settlement::settle_all(settlements);
     for (reply, answer) in replies {
-        let _ = reply.send(answer);
+        reply.send(answer);
     }
 }
 
@@ -157,7 +157,7 @@ fn refuse_all(batch: Vec<Draft>) {
     // The actor hears first, so a shopper's retry finds the units back.
     Settlement::settle_all(settlements);
     for reply in replies {
-        let _ = reply.send(Err(DropError::Unavailable.into()));
+        reply.send(Err(WriteError::Unavailable));
     }
 }
 
@@ -182,7 +182,7 @@ async fn settle(args: &WriterArgs, batch: Vec<Draft>, orders: Vec<NewOrder>) {
     let mut pending = Vec::with_capacity(batch.len());
     for (draft, order) in batch.into_iter().zip(orders) {
         let (resolver, doubt) = InDoubt::new();
-        let _ = draft.reply.send(Err(PurchaseError::OutcomeUnknown(doubt)));
+        draft.reply.send(Err(WriteError::OutcomeUnknown(doubt)));
         pending.push((draft.settlement, resolver, order));
     }
     let store = args.store.clone();
@@ -208,7 +208,7 @@ async fn settle(args: &WriterArgs, batch: Vec<Draft>, orders: Vec<NewOrder>) {
 }
 
 /// The ids of `ids` the store holds, asking until it can tell.
-async fn settled_later(store: &dyn hurry_persistence::Store, ids: &[i64]) -> Vec<i64> {
+async fn settled_later(store: &dyn OrderStore, ids: &[i64]) -> Vec<i64> {
     let mut delay = Duration::from_millis(50);
     loop {
         match store.settle_orders(ids).await {

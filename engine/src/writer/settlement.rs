@@ -1,50 +1,49 @@
-//! [`Settlement`]: whom to tell once a draft is known to be committed or not.
+//! [`Settlement`]: whom to tell once a draft is known to be committed or not, through the
+//! [`Settle`] trait its maker implements.
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
-use ractor::ActorRef;
-
 use crate::domain::Quantity;
-use crate::drop::{DropSlot, ItemMessage};
+
+/// Units a draft holds for its buyer until its outcome is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldUnits {
+    pub user_id: i64,
+    pub quantity: Quantity,
+}
+
+/// A draft's held units and whether its order is committed.
+pub type Outcome = (HeldUnits, bool);
+
+/// Whoever holds units for drafts and must hear what became of them (a drop's item actor).
+/// Each settlement ends in exactly one `settle` or `abandon`.
+pub trait Settle: Send + Sync + Debug {
+    /// The outcomes of drafts of one batch whose units this holder reserved, all at once:
+    /// `(units, committed)`. Committed units are sold; the others are definitely not.
+    fn settle(&self, outcomes: Vec<Outcome>);
+
+    /// A draft whose outcome will never be reported (it was dropped while its commit was in
+    /// doubt): its units stay held; only stop waiting for it.
+    fn abandon(&self, units: HeldUnits);
+}
 
 /// Whom to tell once a draft is known to be committed or not. Dropping an unsettled
 /// settlement settles it as not committed (a writer that dies with drafts in its buffer gives
 /// their units back this way), unless its batch had already gone to the store: then the
-/// outcome is unknown, so the units stay held and only the in-flight count is released, so
-/// that a restarted item actor can recount from the store.
+/// outcome is unknown, so the units stay held and the holder is only told to stop waiting
+/// ([`Settle::abandon`]), so that a restarted item actor can recount from the store.
 #[derive(Debug)]
 pub struct Settlement {
-    target: Option<SettleTarget>,
+    held: Option<(Arc<dyn Settle>, HeldUnits)>,
     committing: bool,
 }
 
-#[derive(Debug)]
-enum SettleTarget {
-    /// Units reserved by a drop's item actor.
-    Drop {
-        actor: ActorRef<ItemMessage>,
-        slot: Arc<DropSlot>,
-        user_id: i64,
-        quantity: Quantity,
-    },
-}
-
 impl Settlement {
-    /// Units of a drop, reserved by `actor` for `user_id`.
-    pub fn drop_units(
-        actor: ActorRef<ItemMessage>,
-        slot: Arc<DropSlot>,
-        user_id: i64,
-        quantity: Quantity,
-    ) -> Self {
-        slot.draft_started();
+    /// `units` held by `holder` until the draft settles.
+    pub fn new(holder: Arc<dyn Settle>, units: HeldUnits) -> Self {
         Self {
-            target: Some(SettleTarget::Drop {
-                actor,
-                slot,
-                user_id,
-                quantity,
-            }),
+            held: Some((holder, units)),
             committing: false,
         }
     }
@@ -54,111 +53,132 @@ impl Settlement {
         self.committing = true;
     }
 
-    /// Reports the outcome; a dead actor is fine (its successor counts from the store).
+    /// Reports the outcome; a holder that is gone is fine (its successor counts from the
+    /// store).
     pub fn settle(mut self, committed: bool) {
-        if let Some(target) = self.target.take() {
-            target.settle(committed);
+        if let Some((holder, units)) = self.held.take() {
+            holder.settle(vec![(units, committed)]);
         }
     }
 
-    /// Reports many outcomes: one message per drop, however many drafts it had.
+    /// Reports many outcomes: one [`Settle::settle`] per holder, however many drafts it had.
     pub fn settle_all(outcomes: impl IntoIterator<Item = (Settlement, bool)>) {
-        let mut per_drop: Vec<(ActorRef<ItemMessage>, DropOutcomes)> = Vec::new();
+        let mut per_holder: Vec<(Arc<dyn Settle>, Vec<Outcome>)> = Vec::new();
         for (mut settlement, committed) in outcomes {
-            let Some(SettleTarget::Drop {
-                actor,
-                slot,
-                user_id,
-                quantity,
-            }) = settlement.target.take()
-            else {
+            let Some((holder, units)) = settlement.held.take() else {
                 continue;
             };
-            let index = match per_drop
-                .iter()
-                .position(|(known, _)| known.get_id() == actor.get_id())
+            match per_holder
+                .iter_mut()
+                .find(|(known, _)| Arc::ptr_eq(known, &holder))
             {
-                Some(index) => index,
-                None => {
-                    per_drop.push((actor, DropOutcomes::default()));
-                    per_drop.len() - 1
-                }
-            };
-            per_drop[index].1.add(slot, user_id, quantity, committed);
-        }
-        for (actor, outcomes) in per_drop {
-            outcomes.send(&actor);
-        }
-    }
-}
-
-/// What a batch settled for one drop.
-#[derive(Default)]
-struct DropOutcomes {
-    slots: Vec<Arc<DropSlot>>,
-    committed_units: i64,
-    num_committed: u64,
-    released: Vec<(i64, Quantity)>,
-}
-
-impl DropOutcomes {
-    fn add(&mut self, slot: Arc<DropSlot>, user_id: i64, quantity: Quantity, committed: bool) {
-        if committed {
-            self.committed_units += i64::from(quantity.get());
-            self.num_committed += 1;
-        } else {
-            self.released.push((user_id, quantity));
-        }
-        self.slots.push(slot);
-    }
-
-    /// Tells the actor first, then counts the drafts settled (a restarted actor recounts only
-    /// once none is in flight).
-    fn send(self, actor: &ActorRef<ItemMessage>) {
-        let _ = actor.cast(ItemMessage::Settle {
-            committed_units: self.committed_units,
-            num_committed: self.num_committed,
-            released: self.released,
-        });
-        for slot in self.slots {
-            slot.draft_settled();
-        }
-    }
-}
-
-impl SettleTarget {
-    fn settle(self, committed: bool) {
-        match self {
-            SettleTarget::Drop {
-                actor,
-                slot,
-                user_id,
-                quantity,
-            } => {
-                let mut outcomes = DropOutcomes::default();
-                outcomes.add(slot, user_id, quantity, committed);
-                outcomes.send(&actor);
+                Some((_, held)) => held.push((units, committed)),
+                None => per_holder.push((holder, vec![(units, committed)])),
             }
         }
-    }
-
-    fn abandon(self) {
-        match self {
-            SettleTarget::Drop { slot, .. } => slot.draft_settled(),
+        for (holder, outcomes) in per_holder {
+            holder.settle(outcomes);
         }
     }
 }
 
 impl Drop for Settlement {
     fn drop(&mut self) {
-        let Some(target) = self.target.take() else {
+        let Some((holder, units)) = self.held.take() else {
             return;
         };
         if self.committing {
             tracing::error!("a draft was dropped while its commit was in doubt; units stay held");
-            target.abandon();
+            holder.abandon(units);
         } else {
-            target.settle(false);
+            holder.settle(vec![(units, false)]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records every call, as `(user, committed)` per `settle` and users per `abandon`.
+    #[derive(Debug, Default)]
+    struct Holder {
+        settled: Mutex<Vec<Vec<(i64, bool)>>>,
+        abandoned: Mutex<Vec<i64>>,
+    }
+
+    impl Settle for Holder {
+        fn settle(&self, outcomes: Vec<Outcome>) {
+            let outcomes = outcomes
+                .into_iter()
+                .map(|(units, committed)| (units.user_id, committed))
+                .collect();
+            self.settled.lock().unwrap().push(outcomes);
+        }
+
+        fn abandon(&self, units: HeldUnits) {
+            self.abandoned.lock().unwrap().push(units.user_id);
+        }
+    }
+
+    fn settlement(holder: &Arc<Holder>, user_id: i64) -> Settlement {
+        let quantity = Quantity::new(1).expect("one unit");
+        Settlement::new(holder.clone(), HeldUnits { user_id, quantity })
+    }
+
+    #[test]
+    fn a_batch_tells_each_holder_once_with_all_of_its_drafts() {
+        let (first, second) = (Arc::new(Holder::default()), Arc::new(Holder::default()));
+
+        Settlement::settle_all([
+            (settlement(&first, 1), true),
+            (settlement(&second, 2), false),
+            (settlement(&first, 3), false),
+        ]);
+
+        assert_eq!(
+            *first.settled.lock().unwrap(),
+            [vec![(1, true), (3, false)]]
+        );
+        assert_eq!(*second.settled.lock().unwrap(), [vec![(2, false)]]);
+    }
+
+    #[test]
+    fn a_settlement_dropped_before_its_commit_gives_the_units_back() {
+        let holder = Arc::new(Holder::default());
+
+        drop(settlement(&holder, 1));
+
+        assert_eq!(*holder.settled.lock().unwrap(), [vec![(1, false)]]);
+        assert!(holder.abandoned.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_settlement_dropped_while_committing_holds_the_units_and_is_abandoned() {
+        let holder = Arc::new(Holder::default());
+        let mut committing = settlement(&holder, 1);
+        committing.mark_committing();
+
+        drop(committing);
+
+        assert!(
+            holder.settled.lock().unwrap().is_empty(),
+            "the units stay held"
+        );
+        assert_eq!(*holder.abandoned.lock().unwrap(), [1]);
+    }
+
+    #[test]
+    fn a_settled_settlement_tells_nothing_more_when_dropped() {
+        let holder = Arc::new(Holder::default());
+        let mut committing = settlement(&holder, 1);
+        committing.mark_committing();
+
+        committing.settle(true);
+
+        assert_eq!(*holder.settled.lock().unwrap(), [vec![(1, true)]]);
+        assert!(holder.abandoned.lock().unwrap().is_empty());
     }
 }
