@@ -91,7 +91,6 @@ impl Engine {
                 store: store.clone(),
                 ids: ids.clone(),
                 config: config.writer,
-                committed: store.outbox_written(),
                 faults: faults.clone(),
             },
             registry: Arc::new(DropRegistry::default()),

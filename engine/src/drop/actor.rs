@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use chrono::{SubsecRound, Utc};
+use chrono::Utc;
 use hurry_persistence::{DropSpec, OrderLine, Store};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
@@ -155,7 +155,7 @@ impl ItemState {
             return;
         }
         // Microseconds: what both stores keep, so a replayed answer matches the first one.
-        let now = Utc::now().trunc_subsecs(6);
+        let now = hurry_persistence::now_micros();
         let PurchaseRequest {
             user_id,
             quantity,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hurry_persistence::OrderRecord;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{
@@ -50,7 +50,6 @@ impl Harness {
                 write_deadline: Duration::from_secs(2),
                 settle_timeout,
             },
-            committed: Arc::new(Notify::new()),
             faults: Arc::new(CommitFaults::default()),
         };
         let (writer, _) = Actor::spawn(None, WriterActor, writer_args)

@@ -54,8 +54,6 @@ pub struct WriterArgs {
     pub store: Arc<dyn OrderStore>,
     pub ids: Arc<IdAllocator>,
     pub config: WriterConfig,
-    /// Woken after every commit: the outbox has new rows for the relay.
-    pub committed: Arc<tokio::sync::Notify>,
     /// Faults a test asks the next commits for.
     pub faults: Arc<CommitFaults>,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hurry_persistence::{OrderLine, OrderRecord};
 use ractor::{Actor, ActorRef};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{
@@ -88,7 +88,6 @@ impl Harness {
             store: store.clone(),
             ids: Arc::new(IdAllocator::new(shop.store.clone(), 64)),
             config,
-            committed: Arc::new(Notify::new()),
             faults: Arc::new(CommitFaults::default()),
         };
         let (writer, _) = Actor::spawn(None, WriterActor, args)

@@ -85,7 +85,6 @@ pub(super) async fn commit_batch(args: &WriterArgs, batch: Vec<Draft>) {
     metrics::histogram!("hurry_commit_seconds").record(started.elapsed().as_secs_f64());
     match write {
         Ok((orders, Ok(written))) => {
-            args.committed.notify_one();
             debug_assert!(
                 orders
                     .iter()
@@ -174,9 +173,6 @@ async fn settle(args: &WriterArgs, batch: Vec<Draft>, orders: Vec<NewOrder>) {
             num_stored = stored.len(),
             "a batch in doubt is settled"
         );
-        if !stored.is_empty() {
-            args.committed.notify_one();
-        }
         return answer(batch, orders, &stored);
     }
     let mut pending = Vec::with_capacity(batch.len());
@@ -186,12 +182,8 @@ async fn settle(args: &WriterArgs, batch: Vec<Draft>, orders: Vec<NewOrder>) {
         pending.push((draft.settlement, resolver, order));
     }
     let store = args.store.clone();
-    let committed = args.committed.clone();
     tokio::spawn(async move {
         let stored = settled_later(store.as_ref(), &ids).await;
-        if !stored.is_empty() {
-            committed.notify_one();
-        }
         let stored: HashSet<i64> = stored.into_iter().collect();
         let mut settlements = Vec::with_capacity(pending.len());
         let mut resolutions = Vec::with_capacity(pending.len());
