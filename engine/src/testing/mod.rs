@@ -1,8 +1,10 @@
 //! Test support for the actor tests: a real SQLite store in a temporary folder with a drop
-//! to sell ([`TestShop`]), and [`FaultyStore`], which makes the writer's store calls fail,
+//! to sell ([`TestShop`]), [`Recorder`], a holder that records its outcomes, and
+//! [`FaultyStore`], which makes the writer's store calls fail,
 //! stall or answer in doubt on command.
 
 mod faulty;
+mod recorder;
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use chrono::{Duration, Utc};
 use hurry_persistence::{DropSpec, ItemRecord, NewItem, NewUser, Store};
 
 pub use faulty::{CommitMode, FaultyStore, SettleMode};
+pub use recorder::Recorder;
 
 /// A fresh SQLite store with a seller and one open drop; removed when dropped.
 pub struct TestShop {

@@ -2,7 +2,7 @@
 //! command ([`FaultyStore`]): the flush rules, the answers of a refused and of a doubtful
 //! commit, and the rule that a draft without time for its commit never reaches the store.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hurry_persistence::{OrderLine, OrderRecord};
@@ -11,53 +11,14 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{
-    Answer, CommitFaults, Draft, DraftOrder, HeldUnits, IdAllocator, Outcome, Reply, Settle,
-    Settled, Settlement, Ticket, WriteError, WriterActor, WriterArgs, WriterConfig, WriterMessage,
+    Answer, CommitFaults, Draft, DraftOrder, HeldUnits, IdAllocator, Reply, Settled, Settlement,
+    Ticket, WriteError, WriterActor, WriterArgs, WriterConfig, WriterMessage,
 };
 use crate::domain::{OrderStatus, Quantity};
-use crate::testing::{CommitMode, FaultyStore, SettleMode, TestShop};
+use crate::testing::{CommitMode, FaultyStore, Recorder, SettleMode, TestShop};
 
 /// Longest a test waits for an answer the writer owes it.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
-
-/// A holder of units that records what the writer told it.
-#[derive(Debug, Default)]
-struct Recorder {
-    /// Each `settle` call: `(user, committed)` per draft.
-    settled: Mutex<Vec<Vec<(i64, bool)>>>,
-    abandoned: Mutex<Vec<i64>>,
-}
-
-impl Settle for Recorder {
-    fn settle(&self, outcomes: Vec<Outcome>) {
-        let outcomes = outcomes
-            .into_iter()
-            .map(|(units, committed)| (units.user_id, committed))
-            .collect();
-        self.settled.lock().unwrap().push(outcomes);
-    }
-
-    fn abandon(&self, units: HeldUnits) {
-        self.abandoned.lock().unwrap().push(units.user_id);
-    }
-}
-
-impl Recorder {
-    fn settled(&self) -> Vec<Vec<(i64, bool)>> {
-        self.settled.lock().unwrap().clone()
-    }
-
-    /// Every draft's outcome, whichever call told it, ordered by user.
-    fn outcomes(&self) -> Vec<(i64, bool)> {
-        let mut all: Vec<_> = self.settled().into_iter().flatten().collect();
-        all.sort_unstable();
-        all
-    }
-
-    fn abandoned(&self) -> Vec<i64> {
-        self.abandoned.lock().unwrap().clone()
-    }
-}
 
 /// A writer over a faulty store around a fresh SQLite store, with buyers and a recorder.
 struct Harness {

@@ -98,39 +98,18 @@ impl Drop for Settlement {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use crate::testing::Recorder;
 
     use super::*;
 
-    /// Records every call, as `(user, committed)` per `settle` and users per `abandon`.
-    #[derive(Debug, Default)]
-    struct Holder {
-        settled: Mutex<Vec<Vec<(i64, bool)>>>,
-        abandoned: Mutex<Vec<i64>>,
-    }
-
-    impl Settle for Holder {
-        fn settle(&self, outcomes: Vec<Outcome>) {
-            let outcomes = outcomes
-                .into_iter()
-                .map(|(units, committed)| (units.user_id, committed))
-                .collect();
-            self.settled.lock().unwrap().push(outcomes);
-        }
-
-        fn abandon(&self, units: HeldUnits) {
-            self.abandoned.lock().unwrap().push(units.user_id);
-        }
-    }
-
-    fn settlement(holder: &Arc<Holder>, user_id: i64) -> Settlement {
+    fn settlement(holder: &Arc<Recorder>, user_id: i64) -> Settlement {
         let quantity = Quantity::new(1).expect("one unit");
         Settlement::new(holder.clone(), HeldUnits { user_id, quantity })
     }
 
     #[test]
     fn a_batch_tells_each_holder_once_with_all_of_its_drafts() {
-        let (first, second) = (Arc::new(Holder::default()), Arc::new(Holder::default()));
+        let (first, second) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
 
         Settlement::settle_all([
             (settlement(&first, 1), true),
@@ -138,47 +117,41 @@ mod tests {
             (settlement(&first, 3), false),
         ]);
 
-        assert_eq!(
-            *first.settled.lock().unwrap(),
-            [vec![(1, true), (3, false)]]
-        );
-        assert_eq!(*second.settled.lock().unwrap(), [vec![(2, false)]]);
+        assert_eq!(first.settled(), [vec![(1, true), (3, false)]]);
+        assert_eq!(second.settled(), [vec![(2, false)]]);
     }
 
     #[test]
     fn a_settlement_dropped_before_its_commit_gives_the_units_back() {
-        let holder = Arc::new(Holder::default());
+        let holder = Arc::new(Recorder::default());
 
         drop(settlement(&holder, 1));
 
-        assert_eq!(*holder.settled.lock().unwrap(), [vec![(1, false)]]);
-        assert!(holder.abandoned.lock().unwrap().is_empty());
+        assert_eq!(holder.settled(), [vec![(1, false)]]);
+        assert!(holder.abandoned().is_empty());
     }
 
     #[test]
     fn a_settlement_dropped_while_committing_holds_the_units_and_is_abandoned() {
-        let holder = Arc::new(Holder::default());
+        let holder = Arc::new(Recorder::default());
         let mut committing = settlement(&holder, 1);
         committing.mark_committing();
 
         drop(committing);
 
-        assert!(
-            holder.settled.lock().unwrap().is_empty(),
-            "the units stay held"
-        );
-        assert_eq!(*holder.abandoned.lock().unwrap(), [1]);
+        assert!(holder.settled().is_empty(), "the units stay held");
+        assert_eq!(*holder.abandoned(), [1]);
     }
 
     #[test]
     fn a_settled_settlement_tells_nothing_more_when_dropped() {
-        let holder = Arc::new(Holder::default());
+        let holder = Arc::new(Recorder::default());
         let mut committing = settlement(&holder, 1);
         committing.mark_committing();
 
         committing.settle(true);
 
-        assert_eq!(*holder.settled.lock().unwrap(), [vec![(1, true)]]);
-        assert!(holder.abandoned.lock().unwrap().is_empty());
+        assert_eq!(holder.settled(), [vec![(1, true)]]);
+        assert!(holder.abandoned().is_empty());
     }
 }
