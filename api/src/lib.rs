@@ -4,6 +4,7 @@
 //! [`startup::Application`]. Modules:
 //! - [`settings`]: layered configuration.
 //! - [`startup`]: building the store, engine and router; serving.
+//! - [`bootstrap`]: the bootstrap admin, which an existing account cannot claim.
 //! - [`routes`]: one module per resource, merged in [`routes::router`].
 //! - [`catalog`]: the in-memory catalogue cache.
 //! - [`auth`]: password hashing, access tokens, role extractors.
@@ -19,6 +20,7 @@
 //! - [`telemetry`]: logs and metrics.
 
 pub mod auth;
+pub mod bootstrap;
 pub mod catalog;
 pub mod error;
 pub mod events;

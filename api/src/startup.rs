@@ -39,9 +39,11 @@ impl Application {
             .await
             .with_context(|| "cannot open the database")?;
         let state = build_state(settings, store, comparison).await?;
-        routes::auth::bootstrap_admin(&state)
-            .await
-            .map_err(|err| anyhow::anyhow!("cannot create the bootstrap admin: {err:?}"))?;
+        if let Err(err) = crate::bootstrap::bootstrap_admin(&state).await {
+            state.stop_background();
+            state.engine.stop().await;
+            return Err(err.context("cannot set up the bootstrap admin"));
+        }
         let listener = TcpListener::bind(state.settings.http.listen)
             .await
             .with_context(|| format!("cannot listen on {}", state.settings.http.listen))?;

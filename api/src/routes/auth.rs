@@ -8,7 +8,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use hurry_persistence::{NewRefreshToken, NewUser, RefreshUse, StoreError};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::sessions::{hash_refresh_token, RefreshSecret};
@@ -309,44 +308,6 @@ async fn grant_roles(
         .ok_or_else(|| ApiError::not_found("no such user"))?;
     Ok(Json(RolesAnswer { user_id, roles }))
 }
-
-/// Creates the configured bootstrap admin when absent, or makes sure it has the admin role.
-pub async fn bootstrap_admin(state: &AppState) -> Result<(), ApiError> {
-    let admin = &state.settings.admin;
-    let password = admin.password.expose_secret();
-    if admin.email.is_empty() || password.is_empty() {
-        return Ok(());
-    }
-    let email = normalise_email(&admin.email)
-        .ok_or_else(|| ApiError::invalid_field("admin.email", "must be an email address"))?;
-    let roles = vec!["admin".to_owned(), "seller".to_owned()];
-    let email_index = state.pii.email_index(&email);
-    if let Some(existing) = state.store.user_by_email_index(&email_index).await? {
-        state.store.grant_roles(existing.id, &roles).await?;
-        return Ok(());
-    }
-    let password_hash = state
-        .passwords
-        .hash(password.to_owned())
-        .await
-        .map_err(|err| ApiError::internal(&err))?;
-    let user = NewUser {
-        email: state.pii.seal(&email),
-        email_index,
-        password_hash,
-        name: state.pii.seal("admin"),
-        phone: None,
-        address: None,
-        email_verified: true,
-        extra_roles: roles,
-        verification: None,
-    };
-    match state.store.create_user(&user).await {
-        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::normalise_email;

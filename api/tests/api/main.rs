@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod bad_input;
+mod bootstrap_admin;
 mod cluster_sessions;
 mod crash;
 mod drop_faults;

@@ -107,12 +107,18 @@ impl TestApp {
     /// one with the same settings on the same database and Redis prefix, as a restart of the
     /// process would. This one keeps owning the database and removes it when dropped.
     pub async fn restart(&self) -> TestApp {
-        self.server.abort();
-        self.state.stop_background();
-        self.state.engine.stop().await;
+        self.stop().await;
         let mut settings = (*self.state.settings).clone();
         settings.http.listen = "127.0.0.1:0".parse().unwrap();
         Self::serve(settings, self.db.shared(), None).await
+    }
+
+    /// Stops this server (its engine, its background work and its listener) as a stopped
+    /// process would; it keeps owning the database.
+    pub async fn stop(&self) {
+        self.server.abort();
+        self.state.stop_background();
+        self.state.engine.stop().await;
     }
 
     /// A second server on this one's database and Redis prefix (cluster mode: another node).
