@@ -116,7 +116,7 @@ async fn build_state(
         .transpose()
         .context("cannot set up the revocation feed")?;
     let revocations = Arc::new(
-        Revocations::load(&store, feed)
+        Revocations::load(&store, feed, settings.auth.access_token_ttl_secs)
             .await
             .context("cannot load revoked tokens")?,
     );

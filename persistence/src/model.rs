@@ -193,10 +193,18 @@ pub struct NewRefreshToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The refresh token that replaces a rotated one, in its family and for its user.
+#[derive(Debug, Clone)]
+pub struct RefreshSuccessor {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshUse {
-    /// The token was live and is now used: issue its successor in the same family.
+    /// The token was live and is now used; its successor is stored in the same family.
     Rotated { user_id: i64, family_id: String },
     /// The token had been used already: its whole family is now revoked.
     Reused { user_id: i64, family_id: String },

@@ -85,8 +85,14 @@ pub trait UserStore: Send + Sync {
         change: &ProfileChange,
     ) -> Result<Option<UserRecord>, StoreError>;
 
-    /// Replaces a user's password hash.
-    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError>;
+    /// Replaces a user's password hash; the user's access tokens issued before
+    /// `tokens_valid_after` are refused from then on (see [`SessionStore::tokens_valid_after`]).
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        tokens_valid_after: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Deletes a user: personal fields become `shredded`, the email index becomes
     /// `freed_index` (so the address can sign up again), every refresh family is revoked, the
@@ -282,10 +288,13 @@ pub trait SessionStore: Send + Sync {
     /// Stores a new refresh token.
     async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError>;
 
-    /// Uses a refresh token at `now`: rotates a live one, revokes the family of a reused one.
+    /// Uses a refresh token at `now`: a live one is used and `successor` stored in its family,
+    /// in one transaction (so a revocation of the family never misses the successor); a reused
+    /// one revokes its family. Rotations and revocations of one user's sessions take turns.
     async fn use_refresh_token(
         &self,
         token_hash: &str,
+        successor: &RefreshSuccessor,
         now: DateTime<Utc>,
     ) -> Result<RefreshUse, StoreError>;
 
@@ -306,6 +315,13 @@ pub trait SessionStore: Send + Sync {
         jti: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Users whose access tokens issued before an instant are refused, with that instant, when
+    /// it is later than `since` (earlier ones only refuse tokens that have expired).
+    async fn tokens_valid_after(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, DateTime<Utc>)>, StoreError>;
 
     /// Denied access tokens that have not expired at `now`.
     async fn denied_access_tokens(

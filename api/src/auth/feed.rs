@@ -1,4 +1,4 @@
-//! Cluster mode: revocations (logged-out access tokens, deleted users) announced to every node
+//! Cluster mode: revocations (logged-out access tokens, deleted users, password changes) announced to every node
 //! over Redis pub/sub, so each node's in-memory denylist learns of them within a round trip and
 //! checking a token stays a memory lookup. The store stays the record: a node that starts, or
 //! whose subscription broke (Redis restarted, network), reloads the denylist from the store
@@ -18,6 +18,8 @@ pub enum Revocation {
     Token { jti: String, expires_at: i64 },
     /// Every token of the user is refused.
     User { user_id: i64 },
+    /// The user's tokens issued before `at_micros` (unix microseconds) are refused.
+    UserTokensBefore { user_id: i64, at_micros: i64 },
 }
 
 /// Where revocations are published.

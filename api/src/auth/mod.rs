@@ -59,7 +59,7 @@ impl FromRequestParts<AppState> for AuthUser {
             .sub
             .parse()
             .map_err(|_| ApiError::unauthorized("invalid token subject"))?;
-        if state.revocations.is_denied(&claims.jti) || state.revocations.is_user_denied(id) {
+        if state.revocations.refuses(id, &claims) {
             return Err(ApiError::unauthorized("token was revoked"));
         }
         Ok(AuthUser {

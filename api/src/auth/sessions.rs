@@ -1,8 +1,9 @@
 //! Refresh tokens and revoked access tokens.
 //!
 //! Refresh tokens are 32 random bytes, shown once and stored as SHA-256 hashes. Logged-out
-//! access tokens are kept in the store until they expire and mirrored in memory, so checking
-//! them costs no store round trip per request. In cluster mode every revocation is also
+//! access tokens, deleted users and the instant of each user's last password change (before
+//! which their access tokens are refused) are kept in the store and mirrored in memory, so
+//! checking a token costs no store round trip per request. In cluster mode every revocation is also
 //! published on Redis ([`super::feed`]) so every node's memory has it within a round trip.
 
 use std::sync::Arc;
@@ -38,25 +39,33 @@ pub fn hash_refresh_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Access tokens refused before their expiry: by `jti` (logout) and by user (deletion).
+/// Access tokens refused before their expiry: by `jti` (logout), by user (deletion) and by
+/// user and issue time (password change).
 #[derive(Default)]
 pub struct Revocations {
     /// jti → expiry (unix seconds).
     denied: DashMap<String, i64>,
     /// Deleted users: every token of theirs is refused.
     deleted_users: DashMap<i64, ()>,
+    /// user id → unix microseconds: the user's tokens issued before are refused.
+    valid_after: DashMap<i64, i64>,
+    /// Lifetime of access tokens in seconds: a `valid_after` older than that refuses nothing.
+    token_ttl_secs: i64,
     /// Cluster mode: where revocations are announced to the other nodes.
     feed: Option<super::feed::RevocationFeed>,
 }
 
 impl Revocations {
-    /// Loads the denylist from the store; `feed` announces revocations to other nodes.
+    /// Loads the denylist from the store; `feed` announces revocations to other nodes; access
+    /// tokens live `token_ttl_secs`.
     pub async fn load(
         store: &Arc<dyn Store>,
         feed: Option<super::feed::RevocationFeed>,
+        token_ttl_secs: u64,
     ) -> Result<Self, StoreError> {
         let revocations = Self {
             feed,
+            token_ttl_secs: i64::try_from(token_ttl_secs).unwrap_or(i64::MAX / 4),
             ..Self::default()
         };
         revocations.reload(store).await?;
@@ -71,6 +80,10 @@ impl Revocations {
         for user_id in store.deleted_user_ids().await? {
             self.deleted_users.insert(user_id, ());
         }
+        let since = Utc::now() - chrono::Duration::seconds(self.token_ttl_secs);
+        for (user_id, at) in store.tokens_valid_after(since).await? {
+            self.refuse_locally(user_id, at.timestamp_micros());
+        }
         Ok(())
     }
 
@@ -83,7 +96,43 @@ impl Revocations {
             super::feed::Revocation::User { user_id } => {
                 self.deleted_users.insert(*user_id, ());
             }
+            super::feed::Revocation::UserTokensBefore { user_id, at_micros } => {
+                self.refuse_locally(*user_id, *at_micros);
+            }
         }
+    }
+
+    /// Refuses the tokens of `user_id` issued before `at_micros`, here (a later instant wins:
+    /// announcements may arrive out of order).
+    fn refuse_locally(&self, user_id: i64, at_micros: i64) {
+        if self.valid_after.len() > 10_000 {
+            let oldest = (Utc::now().timestamp() - self.token_ttl_secs).saturating_mul(1_000_000);
+            self.valid_after.retain(|_, after| *after > oldest);
+        }
+        self.valid_after
+            .entry(user_id)
+            .and_modify(|after| *after = (*after).max(at_micros))
+            .or_insert(at_micros);
+    }
+
+    /// Refuses every token of `user_id` issued before `at` from now on, here and on the other
+    /// nodes (the store has it already, written with the new password).
+    pub async fn refuse_tokens_before(&self, user_id: i64, at: DateTime<Utc>) {
+        let at_micros = at.timestamp_micros();
+        self.refuse_locally(user_id, at_micros);
+        self.announce(super::feed::Revocation::UserTokensBefore { user_id, at_micros })
+            .await;
+    }
+
+    /// Whether the token with `claims` of `user_id` is refused: logged out, its user deleted,
+    /// or issued before its user's last password change.
+    pub fn refuses(&self, user_id: i64, claims: &super::Claims) -> bool {
+        self.is_denied(&claims.jti)
+            || self.is_user_denied(user_id)
+            || self
+                .valid_after
+                .get(&user_id)
+                .is_some_and(|after| claims.issued_at_micros() < *after)
     }
 
     /// Refuses `jti` until `expires_at`, in the store and here.

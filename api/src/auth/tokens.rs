@@ -1,5 +1,5 @@
-//! Access tokens: HS256 JWTs with `sub`, `roles`, `jti`, `iat` and `exp`. The algorithm is
-//! pinned: a token naming any other algorithm (`none` included) is refused.
+//! Access tokens: HS256 JWTs with `sub`, `roles`, `jti`, `iat`, `iat_micros` and `exp`. The
+//! algorithm is pinned: a token naming any other algorithm (`none` included) is refused.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -21,11 +21,24 @@ pub struct Claims {
     pub jti: String,
     /// Issued at, unix seconds.
     pub iat: i64,
+    /// Issued at, unix microseconds: a password change refuses the tokens issued before it,
+    /// and a login in the same second but after it must still work. Absent from tokens of an
+    /// older version (then `iat` counts, as the start of its second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_micros: Option<i64>,
     /// Expiry, unix seconds.
     pub exp: i64,
     /// The refresh family (login session) this token belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fam: Option<String>,
+}
+
+impl Claims {
+    /// When the token was issued, unix microseconds.
+    pub fn issued_at_micros(&self) -> i64 {
+        self.iat_micros
+            .unwrap_or_else(|| self.iat.saturating_mul(1_000_000))
+    }
 }
 
 /// Signs and verifies access tokens.
@@ -88,12 +101,14 @@ impl TokenKeys {
         roles: &[String],
         family: Option<&str>,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = chrono::Utc::now().timestamp();
+        let issued = chrono::Utc::now();
+        let now = issued.timestamp();
         self.sign(&Claims {
             sub: user_id.to_string(),
             roles: roles.to_vec(),
             jti: uuid::Uuid::new_v4().to_string(),
             iat: now,
+            iat_micros: Some(issued.timestamp_micros()),
             exp: now + i64::try_from(self.ttl_secs).unwrap_or(i64::MAX / 2),
             fam: family.map(str::to_owned),
         })
@@ -148,6 +163,7 @@ mod tests {
                 roles: vec![],
                 jti: "j".into(),
                 iat: now - 120,
+                iat_micros: None,
                 exp: now - 60,
                 fam: None,
             })

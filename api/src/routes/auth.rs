@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use hurry_persistence::{NewRefreshToken, NewUser, RefreshUse, StoreError};
+use hurry_persistence::{NewRefreshToken, NewUser, RefreshSuccessor, RefreshUse, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::sessions::{hash_refresh_token, RefreshSecret};
@@ -151,6 +151,14 @@ pub struct TokenPair {
     expires_in: u64,
 }
 
+/// The refresh tokens' lifetime from now.
+fn refresh_expiry(state: &AppState) -> DateTime<Utc> {
+    let ttl = chrono::Duration::seconds(
+        i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 4),
+    );
+    Utc::now() + ttl
+}
+
 /// Stores a new refresh token in `family` and signs an access token for the same session.
 async fn issue_pair(
     state: &AppState,
@@ -159,18 +167,26 @@ async fn issue_pair(
     family: &str,
 ) -> Result<TokenPair, ApiError> {
     let secret = RefreshSecret::generate();
-    let ttl = chrono::Duration::seconds(
-        i64::try_from(state.settings.auth.refresh_token_ttl_secs).unwrap_or(i64::MAX / 4),
-    );
     state
         .store
         .insert_refresh_token(&NewRefreshToken {
-            token_hash: secret.hash,
+            token_hash: secret.hash.clone(),
             user_id,
             family_id: family.to_owned(),
-            expires_at: Utc::now() + ttl,
+            expires_at: refresh_expiry(state),
         })
         .await?;
+    pair(state, user_id, roles, family, secret)
+}
+
+/// The answer for refresh token `secret` (already stored) in `family`, with a new access token.
+fn pair(
+    state: &AppState,
+    user_id: i64,
+    roles: &[String],
+    family: &str,
+    secret: RefreshSecret,
+) -> Result<TokenPair, ApiError> {
     let access_token = state
         .tokens
         .issue(user_id, roles, Some(family))
@@ -237,16 +253,31 @@ async fn refresh(
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let hash = hash_refresh_token(&body.refresh_token);
-    match state.store.use_refresh_token(&hash, Utc::now()).await? {
+    // The successor is stored by the rotation itself: a revocation of the family that commits
+    // after it revokes the successor too.
+    let secret = RefreshSecret::generate();
+    let successor = RefreshSuccessor {
+        token_hash: secret.hash.clone(),
+        expires_at: refresh_expiry(&state),
+    };
+    match state
+        .store
+        .use_refresh_token(&hash, &successor, Utc::now())
+        .await?
+    {
         RefreshUse::Rotated { user_id, family_id } => {
             let user = state
                 .store
                 .user_by_id(user_id)
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("refresh token is not valid"))?;
-            Ok(Json(
-                issue_pair(&state, user.id, &user.roles, &family_id).await?,
-            ))
+            Ok(Json(pair(
+                &state,
+                user.id,
+                &user.roles,
+                &family_id,
+                secret,
+            )?))
         }
         RefreshUse::Reused { user_id, family_id } => {
             tracing::warn!(user_id, %family_id, "refresh token reused: family revoked");

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use hurry_engine::domain::{OrderStatus, Quantity};
-use hurry_persistence::{OrderRecord, ProfileChange, UserRecord};
+use hurry_persistence::{now_micros, OrderRecord, ProfileChange, UserRecord};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{check_password, check_text};
@@ -130,8 +130,17 @@ async fn change_password(
         .hash(body.new_password)
         .await
         .map_err(|err| ApiError::internal(&err))?;
-    state.store.set_password_hash(user.id, &hash).await?;
-    // Every other session ends; this one goes on.
+    // Every access token issued so far is refused (this one too: the session goes on through
+    // its refresh token), and every other session ends.
+    let changed_at = now_micros();
+    state
+        .store
+        .set_password_hash(user.id, &hash, changed_at)
+        .await?;
+    state
+        .revocations
+        .refuse_tokens_before(user.id, changed_at)
+        .await;
     state
         .store
         .revoke_user_families(user.id, user.family.as_deref())

@@ -175,11 +175,93 @@ async fn password_change_checks_the_current_one_and_ends_other_sessions(store: S
     login_pair(&app, "user@hurry.test", "new-password-1").await;
 }
 
+async fn a_password_change_refuses_every_earlier_access_token_at_once(store: Store) {
+    // Arrange: two sessions, the first changes the password.
+    let app = TestApp::spawn(store).await;
+    app.new_user("user@hurry.test").await;
+    let this = login_pair(&app, "user@hurry.test", PASSWORD).await;
+    let other = login_pair(&app, "user@hurry.test", PASSWORD).await;
+
+    // Act
+    let (status, body) = app
+        .send(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            this["access_token"].as_str(),
+            Some(json!({"current_password": PASSWORD, "new_password": "new-password-1"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // Assert: both earlier access tokens are refused; tokens issued after the change (a new
+    // login, very likely within the same second, and this session's refresh) work.
+    for (session, earlier) in [("this", &this), ("other", &other)] {
+        let (status, body) = app
+            .get("/api/v1/orders", earlier["access_token"].as_str())
+            .await;
+        assert_error(status, &body, 401, "unauthorized");
+        assert_eq!(body["error"]["message"], "token was revoked", "{session}");
+    }
+    let fresh = login_pair(&app, "user@hurry.test", "new-password-1").await;
+    let (status, body) = app
+        .get("/api/v1/orders", fresh["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK, "a login after the change: {body}");
+    let (status, renewed) = refresh(&app, &this["refresh_token"]).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    let (status, body) = app
+        .get("/api/v1/orders", renewed["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK, "this session's next token: {body}");
+}
+
+async fn a_refresh_racing_a_logout_leaves_no_live_session(store: Store) {
+    // Arrange: sessions of one user, each refreshed and logged out at the same time.
+    const NUM_SESSIONS: usize = 8;
+    let app = TestApp::spawn(store).await;
+    app.new_user("user@hurry.test").await;
+    let mut sessions = Vec::new();
+    for _ in 0..NUM_SESSIONS {
+        sessions.push(login_pair(&app, "user@hurry.test", PASSWORD).await);
+    }
+
+    // Act
+    let races = sessions.iter().map(|session| async {
+        let logout = app.send(
+            Method::POST,
+            "/api/v1/auth/logout",
+            session["access_token"].as_str(),
+            Some(json!({"refresh_token": session["refresh_token"]})),
+            None,
+        );
+        let (renewed, (status, body)) =
+            tokio::join!(refresh(&app, &session["refresh_token"]), logout);
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        renewed
+    });
+    let renewed = futures::future::join_all(races).await;
+
+    // Assert: a refresh that won its race got a token of a revoked family.
+    let mut live = Vec::new();
+    for (status, pair) in renewed {
+        if status == StatusCode::OK {
+            let (status, _) = refresh(&app, &pair["refresh_token"]).await;
+            if status == StatusCode::OK {
+                live.push(pair["refresh_token"].clone());
+            }
+        }
+    }
+    assert_eq!(live, Vec::<Value>::new(), "refresh tokens still live");
+}
+
 both_stores!(
     refresh_rotates_and_a_reused_token_revokes_its_family,
     logout_revokes_the_access_token_and_the_session,
     profile_reads_and_changes_only_the_callers_account,
     password_change_checks_the_current_one_and_ends_other_sessions,
+    a_password_change_refuses_every_earlier_access_token_at_once,
+    a_refresh_racing_a_logout_leaves_no_live_session,
 );
 
 async fn rate_limits_answer_429_with_retry_after(store: Store) {

@@ -113,6 +113,7 @@ async fn missing_forged_expired_and_unsigned_tokens_are_401(store: Store) {
         roles: vec!["customer".into(), "admin".into()],
         jti: "test".into(),
         iat: now - 10,
+        iat_micros: None,
         exp,
         fam: None,
     };

@@ -1,5 +1,5 @@
-//! Cluster mode: two nodes on one PostgreSQL database and one Redis. A logout or an account
-//! deletion on one node refuses the token on every node (announced over Redis; the store is
+//! Cluster mode: two nodes on one PostgreSQL database and one Redis. A logout, a password
+//! change or an account deletion on one node refuses the earlier tokens on every node (announced over Redis; the store is
 //! the record a node that starts later reads).
 
 use std::time::Duration;
@@ -105,4 +105,62 @@ async fn a_deleted_account_is_refused_on_every_node() {
         (my_orders(&b, &on_b).await == StatusCode::UNAUTHORIZED).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_on_one_node_refuses_earlier_tokens_on_every_node() {
+    // Arrange
+    let a = TestApp::spawn_on(Store::Postgres, Bus::Redis, None, &[]).await;
+    let b = a.another_node(&[]).await;
+    a.new_user("mover@hurry.test").await;
+    let on_a = login(&a, "mover@hurry.test").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on_b = login(&b, "mover@hurry.test").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(my_orders(&b, &on_b).await, StatusCode::OK);
+
+    // Act
+    let (status, body) = a
+        .send(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            Some(&on_a),
+            Some(json!({"current_password": PASSWORD, "new_password": "new-password-1"})),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+
+    // Assert
+    eventually(
+        "node b refuses the token issued before the change",
+        WAIT,
+        || async { (my_orders(&b, &on_b).await == StatusCode::UNAUTHORIZED).then_some(()) },
+    )
+    .await;
+    let (status, fresh) = b
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "mover@hurry.test", "password": "new-password-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fresh}");
+    let fresh = fresh["access_token"].as_str().unwrap();
+    assert_eq!(
+        my_orders(&a, fresh).await,
+        StatusCode::OK,
+        "a new login works"
+    );
+    let c = a.another_node(&[]).await;
+    assert_eq!(
+        my_orders(&c, &on_b).await,
+        StatusCode::UNAUTHORIZED,
+        "a node started later reads it from the store"
+    );
+    assert_eq!(my_orders(&c, fresh).await, StatusCode::OK);
 }

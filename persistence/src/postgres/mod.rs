@@ -120,6 +120,8 @@ type DbRow = PgRow;
 const BACKEND: Backend = Backend::Postgres;
 /// Locks the rows a `SELECT` in a [`PgStore::begin_guarded`] transaction reads.
 const FOR_UPDATE: &str = " FOR UPDATE";
+/// Locks a selected row against other lockers and writers, not against foreign-key checks.
+const FOR_NO_KEY_UPDATE: &str = " FOR NO KEY UPDATE";
 const GREATEST: &str = "GREATEST";
 /// Event payload columns are `json`.
 const JSON_TYPE: &str = "JSON";
@@ -136,6 +138,17 @@ fn token_time(at: DateTime<Utc>) -> TokenTime {
 }
 
 fn from_token_time(at: TokenTime) -> Result<DateTime<Utc>, StoreError> {
+    Ok(at)
+}
+
+/// `users.tokens_valid_after`: a `timestamptz` (microseconds).
+type ValidAfterTime = DateTime<Utc>;
+
+fn valid_after_time(at: DateTime<Utc>) -> ValidAfterTime {
+    at.trunc_subsecs(6)
+}
+
+fn from_valid_after_time(at: ValidAfterTime) -> Result<DateTime<Utc>, StoreError> {
     Ok(at)
 }
 

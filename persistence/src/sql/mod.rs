@@ -10,9 +10,12 @@
 //!   writes: SQLite's one writer connection) and `begin_guarded()` (a transaction whose checked
 //!   rows stay as read until it commits: rows locked by `FOR UPDATE` on PostgreSQL, the write
 //!   lock from the start on SQLite);
-//! - `FOR_UPDATE`, the clause that locks a selected row (empty on SQLite);
+//! - `FOR_UPDATE`, the clause that locks a selected row (empty on SQLite), and
+//!   `FOR_NO_KEY_UPDATE`, the same lock that lets foreign-key checks on the row through;
 //! - `TokenTime`, `token_time` and `from_token_time`: how the session and code tables keep a
 //!   point in time (`timestamptz`, unix seconds on SQLite);
+//! - `ValidAfterTime`, `valid_after_time` and `from_valid_after_time`: the same for
+//!   `users.tokens_valid_after`, to the microsecond (unix microseconds on SQLite);
 //! - `Db` and `DbRow`, its sqlx database and row; `BACKEND`, its name; `GREATEST`, its
 //!   two-argument maximum;
 //! - `uuid_param`, an event id as its `event_id` columns take it (`uuid`, text on SQLite);

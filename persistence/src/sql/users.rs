@@ -95,10 +95,16 @@ impl UserStore for SqlStore {
         self.user_by_id(user_id).await
     }
 
-    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+    async fn set_password_hash(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        tokens_valid_after: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE users SET password_hash = $2, tokens_valid_after = $3 WHERE id = $1")
             .bind(user_id)
             .bind(password_hash)
+            .bind(valid_after_time(tokens_valid_after))
             .execute(self.writes())
             .await?;
         Ok(())
@@ -111,6 +117,8 @@ impl UserStore for SqlStore {
         freed_index: &str,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        // Locks the user's row first, as the session statements do (`sessions::lock_sessions_of`):
+        // a refresh in flight has stored its successor before the revocation below reads.
         let deleted = sqlx::query(
             "UPDATE users SET email = $2, name = $2, phone = NULL, address = NULL, \
              email_index = $3, deleted_at = $4 WHERE id = $1 AND deleted_at IS NULL",

@@ -148,6 +148,8 @@ type DbRow = SqliteRow;
 const BACKEND: Backend = Backend::Sqlite;
 /// Empty: a [`SqliteStore::begin_guarded`] transaction holds the write lock already.
 const FOR_UPDATE: &str = "";
+/// Empty, as [`FOR_UPDATE`]: SQLite's one writer connection already runs one write at a time.
+const FOR_NO_KEY_UPDATE: &str = "";
 const GREATEST: &str = "MAX";
 /// Event payloads are JSON text.
 const JSON_TYPE: &str = "TEXT";
@@ -166,6 +168,19 @@ fn token_time(at: DateTime<Utc>) -> TokenTime {
 fn from_token_time(seconds: TokenTime) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp(seconds, 0)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {seconds} out of range")))
+}
+
+/// `users.tokens_valid_after`: unix microseconds, as access tokens are compared with it below
+/// the second. (Its migration says seconds; the column was never written before it was read.)
+type ValidAfterTime = i64;
+
+fn valid_after_time(at: DateTime<Utc>) -> ValidAfterTime {
+    at.timestamp_micros()
+}
+
+fn from_valid_after_time(micros: ValidAfterTime) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {micros} out of range")))
 }
 
 impl SqliteStore {
