@@ -33,6 +33,16 @@ pub enum MailError {
     Build(String),
     #[error("delivery failed: {0}")]
     Delivery(String),
+    /// The mail server could not be reached or asked to try later (not a refusal of the mail).
+    #[error("mail server unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl MailError {
+    /// Whether sending the same mail later may well succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MailError::Unavailable(_))
+    }
 }
 
 #[async_trait]
@@ -118,10 +128,12 @@ impl SmtpMailer {
 impl Mailer for SmtpMailer {
     async fn send(&self, mail: &Mail) -> Result<(), MailError> {
         let message = message(&self.from, mail)?;
-        self.transport
-            .send(message)
-            .await
-            .map(drop)
-            .map_err(|err| MailError::Delivery(err.to_string()))
+        self.transport.send(message).await.map(drop).map_err(|err| {
+            if err.is_permanent() {
+                MailError::Delivery(err.to_string())
+            } else {
+                MailError::Unavailable(err.to_string())
+            }
+        })
     }
 }

@@ -84,6 +84,7 @@ pub struct EventsSettings {
     pub read_wait_ms: u64,
     pub max_deliveries: u32,
     pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
     pub claim_idle_ms: u64,
 }
 

@@ -74,8 +74,14 @@ impl MailerConsumer {
         let Some(user) = self.store.user_by_id(user_id).await? else {
             return Ok(None);
         };
-        let email = self.pii.open(&user.email)?;
-        let plain_code = self.pii.open(&code.code)?;
+        let email = self
+            .pii
+            .open(&user.email)
+            .map_err(ConsumerError::permanent)?;
+        let plain_code = self
+            .pii
+            .open(&code.code)
+            .map_err(ConsumerError::permanent)?;
         let minutes = (code.expires_at - Utc::now()).num_minutes().max(1);
         Ok(Some(Mail {
             to: email,
@@ -101,6 +107,8 @@ impl Consumer for MailerConsumer {
 
     /// Mails are sent one by one, each recorded in the inbox right after it went out: a crash
     /// between the two sends that one mail again (at least once; a mail cannot be rolled back).
+    /// A store or mail server that cannot be reached is transient (waited out, never a dead
+    /// letter); a mail the server refuses or a sealed value that does not open is permanent.
     async fn handle(&self, events: &[Event]) -> Result<(), ConsumerError> {
         for event in events {
             if event.event_type != "user.verification_requested"
@@ -109,7 +117,13 @@ impl Consumer for MailerConsumer {
                 continue;
             }
             if let Some(mail) = self.mail_for(event).await? {
-                self.mailer.send(&mail).await?;
+                self.mailer.send(&mail).await.map_err(|err| {
+                    if err.is_transient() {
+                        ConsumerError::transient(err)
+                    } else {
+                        ConsumerError::permanent(err)
+                    }
+                })?;
                 metrics::counter!("hurry_mails_sent_total").increment(1);
             }
             self.store

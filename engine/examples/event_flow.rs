@@ -291,6 +291,7 @@ async fn run(
             read_wait: Duration::from_millis(1_000),
             max_deliveries: 5,
             retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
             claim_idle: Duration::from_secs(30),
         },
     );

@@ -37,6 +37,7 @@ on_both_buses!(
     unacknowledged_messages_are_claimed_after_idle_only,
     a_read_waits_for_a_publish,
     a_group_joining_late_reads_from_the_oldest_message,
+    a_message_for_one_group_carries_its_target_to_every_group,
 );
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,7 @@ fn event(id: i64, event_type: &str, aggregate_id: i64) -> OutboxEvent {
             occurred_at: Utc::now(),
             payload: serde_json::json!({ "n": id }).into(),
         },
+        target: None,
     }
 }
 
@@ -298,4 +300,40 @@ async fn a_group_joining_late_reads_from_the_oldest_message(bus: Arc<dyn EventBu
         Kind::Redis => assert_eq!(numbers(&got), [1, 2, 3]),
         Kind::Local => assert_eq!(numbers(&got), Vec::<i64>::new()),
     }
+}
+
+async fn a_message_for_one_group_carries_its_target_to_every_group(
+    bus: Arc<dyn EventBus>,
+    _: Kind,
+) {
+    // Arrange: an ordinary event, then a replay for the ledger only.
+    bus.join("ledger", &["order"]).await.unwrap();
+    bus.join("audit", &["order"]).await.unwrap();
+    let mut replay = event(2, "order.created", 2);
+    replay.target = Some("ledger".to_owned());
+    bus.publish(&[event(1, "order.created", 1), replay])
+        .await
+        .unwrap();
+
+    // Act
+    let ledger = bus
+        .read("ledger", "l", &["order"], 10, NO_WAIT)
+        .await
+        .unwrap();
+    let audit = bus
+        .read("audit", "a", &["order"], 10, NO_WAIT)
+        .await
+        .unwrap();
+
+    // Assert
+    for deliveries in [&ledger, &audit] {
+        let targets: Vec<Option<&str>> = deliveries.iter().map(|d| d.target.as_deref()).collect();
+        assert_eq!(targets, [None, Some("ledger")]);
+    }
+    assert!(ledger.iter().all(|d| d.is_for("ledger")));
+    assert_eq!(
+        audit.iter().map(|d| d.is_for("audit")).collect::<Vec<_>>(),
+        [true, false],
+        "the audit skips the ledger's replay"
+    );
 }

@@ -52,6 +52,50 @@ impl StoreError {
     pub fn is_in_doubt(&self) -> bool {
         matches!(self, StoreError::InDoubt(_))
     }
+
+    /// Whether the store could not be reached or could not answer now, so that the same call
+    /// may well succeed later: no connection (I/O, TLS, protocol, the pool gave none in time
+    /// or is closed, a crashed worker), a write in doubt, and what PostgreSQL or SQLite answer
+    /// when they are busy rather than refusing the statement (serialization failures,
+    /// deadlocks, lock and statement timeouts, shutdowns, too many connections; `SQLITE_BUSY`,
+    /// `SQLITE_LOCKED`). Everything else (a constraint, an invalid value, a corrupt row) fails
+    /// again however often it is tried.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::InDoubt(_) => true,
+            StoreError::Database(err) => match err {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| busy_code(&code)),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// PostgreSQL's SQLSTATEs (five characters) and SQLite's result codes (a number, primary code
+/// in the low byte) of a database that is busy, shutting down or cut off.
+fn busy_code(code: &str) -> bool {
+    const POSTGRES: [&str; 8] = [
+        "40001", // serialization_failure
+        "40P01", // deadlock_detected
+        "55P03", // lock_not_available
+        "57014", // query_canceled (statement_timeout)
+        "57P01", // admin_shutdown
+        "57P02", // crash_shutdown
+        "57P03", // cannot_connect_now
+        "53300", // too_many_connections
+    ];
+    if code.len() == 5 {
+        return POSTGRES.contains(&code) || code.starts_with("08");
+    }
+    code.parse::<i32>()
+        .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
 }
 
 impl From<sqlx::Error> for StoreError {

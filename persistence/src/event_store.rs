@@ -102,15 +102,20 @@ pub trait EventStore: Send + Sync {
         size: u32,
     ) -> Result<Page<DeadLetterRecord>, StoreError>;
 
-    /// Puts dead letter `id`'s event back in the outbox (same event id, so consumers that had
-    /// it skip it) and stamps `replayed_at`, in one transaction; `false` for an unknown id.
+    /// Puts dead letter `id`'s event back in the outbox for the consumer that gave up on it
+    /// only (the row's [`OutboxEvent::target`]; other groups acknowledge and skip it, so a
+    /// group whose inbox row is long pruned does not have the effect twice) and stamps
+    /// `replayed_at`, in one transaction; `false` for an unknown id. Same event id, outbox
+    /// order and shard as any new row: at least once, after the aggregate's earlier events.
     async fn replay_dead_letter(&self, id: i64) -> Result<bool, StoreError>;
 
     /// Ledger entries of an order, oldest first.
     async fn ledger_of_order(&self, order_id: i64) -> Result<Vec<LedgerRecord>, StoreError>;
 
     /// Deletes outbox rows published before `published_before` (and, when given, with an id
-    /// at most `max_outbox_id`), and inbox rows processed before `processed_before`.
+    /// at most `max_outbox_id`), and inbox rows processed before `processed_before` except
+    /// those of events that have a dead letter (any consumer's): the dead letter may be
+    /// replayed any time, and those rows are what makes the replay skip consumers that had it.
     async fn prune_events(
         &self,
         published_before: DateTime<Utc>,

@@ -295,6 +295,9 @@ pub struct OutboxEvent {
     /// Outbox row id: increases with commit order on SQLite, with insertion order on PostgreSQL.
     pub id: i64,
     pub event: Event,
+    /// The one consumer group this row is for (a replayed dead letter goes back to the
+    /// consumer that gave up on it only); `None`: every group.
+    pub target: Option<String>,
 }
 
 /// The share of the outbox one relay pass works on: aggregates with

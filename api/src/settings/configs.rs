@@ -87,6 +87,7 @@ impl EventsSettings {
             read_wait: Duration::from_millis(self.read_wait_ms),
             max_deliveries: self.max_deliveries.max(1),
             retry_base: Duration::from_millis(self.retry_base_ms),
+            retry_max: Duration::from_millis(self.retry_max_ms.max(self.retry_base_ms).max(1)),
             claim_idle: Duration::from_millis(self.claim_idle_ms),
         }
     }

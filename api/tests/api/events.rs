@@ -54,10 +54,10 @@ on_every_mode!(
 
 const WAIT: Duration = Duration::from_secs(20);
 const RELAY_OFF: &str = "[events]\nrelay_enabled = false\nrelay_shards = 1\n";
-const CONSUMERS_OFF: &str = "[events]\nconsumers_enabled = false\n";
+pub(crate) const CONSUMERS_OFF: &str = "[events]\nconsumers_enabled = false\n";
 
 /// `(sales, reversals)` in the ledger.
-async fn ledger(app: &TestApp) -> (i64, i64) {
+pub(crate) async fn ledger(app: &TestApp) -> (i64, i64) {
     let raw = app.db.raw().await;
     (
         raw.scalar("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'sale'")
@@ -68,7 +68,7 @@ async fn ledger(app: &TestApp) -> (i64, i64) {
 }
 
 /// Orders with more than one entry of a kind: an effect that happened twice.
-async fn doubled_entries(app: &TestApp) -> i64 {
+pub(crate) async fn doubled_entries(app: &TestApp) -> i64 {
     app.db
         .raw()
         .await
@@ -87,14 +87,14 @@ async fn wait_for_sales(app: &TestApp, sales: i64) {
 }
 
 /// A seller and an open drop of `units`.
-async fn drop_of(app: &TestApp, units: i64) -> (String, i64) {
+pub(crate) async fn drop_of(app: &TestApp, units: i64) -> (String, i64) {
     let (_, seller) = app.seller("seller@hurry.test").await;
     let item = app.open_drop(&seller, units, units).await;
     (seller, item)
 }
 
 /// Writes `count` orders of `item_id` straight into the store (no wake-up for the relay).
-async fn commit_orders(app: &TestApp, item_id: i64, count: usize) -> Vec<i64> {
+pub(crate) async fn commit_orders(app: &TestApp, item_id: i64, count: usize) -> Vec<i64> {
     let store = &app.state.store;
     let first = store
         .allocate_ids("orders", count as u32)

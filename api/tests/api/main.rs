@@ -12,6 +12,7 @@ mod crash;
 mod drop_faults;
 mod drops;
 mod event_faults;
+mod event_isolation;
 mod events;
 mod idempotency;
 mod loadtest_harness;

@@ -19,6 +19,16 @@ pub struct Delivery {
     /// The bus's id of the message (what `ack` takes).
     pub id: String,
     pub event: Event,
+    /// The one group the message is for ([`OutboxEvent::target`], a replayed dead letter);
+    /// other groups acknowledge it unread. `None`: every group.
+    pub target: Option<String>,
+}
+
+impl Delivery {
+    /// Whether `group` is to handle this message.
+    pub fn is_for(&self, group: &str) -> bool {
+        self.target.as_deref().is_none_or(|target| target == group)
+    }
 }
 
 /// Why the bus could not do what was asked.

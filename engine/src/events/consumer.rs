@@ -1,26 +1,81 @@
-//! Consumers and the loop that feeds them.
+//! Consumers and the loop that feeds them ([`spawn_consumer`], in `runner.rs`).
 //!
 //! A [`Consumer`] has its effects through the store's inbox ([`EventStore::apply_effects`]), so
 //! a message delivered twice (a relay that died before marking, a consumer that died before
-//! acknowledging) has one effect. The loop reads batches for the consumer's group, tries the
-//! whole batch, and on failure each event alone, up to `max_deliveries` times with a growing
-//! delay; an event that still fails becomes a dead letter (table, with its error) and is
-//! acknowledged, so one poison event does not stop the rest. Messages another instance took
-//! and never acknowledged are claimed after `claim_idle`.
+//! acknowledging) has one effect. Its errors say whether trying again later can help
+//! ([`ConsumerError::Transient`]: the store is unreachable) or not
+//! ([`ConsumerError::Permanent`]: this event cannot be applied); the loop retries the first
+//! kind without limit and isolates the second to the one event that has it.
 //!
 //! [`EventStore::apply_effects`]: hurry_persistence::EventStore::apply_effects
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hurry_persistence::{Event, NewDeadLetter, Store};
-use tokio::task::JoinHandle;
+use hurry_persistence::{Event, StoreError};
 
-use super::bus::{Delivery, EventBus};
+pub use super::runner::spawn_consumer;
 
-/// Why a consumer could not handle events.
-pub type ConsumerError = Box<dyn std::error::Error + Send + Sync>;
+/// Any error, as a consumer's handler meets it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a consumer could not handle events, and so how the loop tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// Something the consumer needs could not be reached or did not answer in time (the
+    /// store, the mail server): the same events will do later. The loop waits (a delay that
+    /// doubles up to `retry_max`) and tries again, spending none of the events' deliveries;
+    /// such an error never makes a dead letter.
+    #[error("{0}")]
+    Transient(BoxError),
+    /// These events cannot be handled as they are (a payload that does not parse, a ledger
+    /// entry for an unknown item, a panic): the loop tries each event of the batch alone, and
+    /// the one that fails gets up to `max_deliveries` attempts, then becomes a dead letter.
+    #[error("{0}")]
+    Permanent(BoxError),
+}
+
+impl ConsumerError {
+    /// A [`ConsumerError::Transient`] of `err`.
+    pub fn transient(err: impl Into<BoxError>) -> Self {
+        Self::Transient(err.into())
+    }
+
+    /// A [`ConsumerError::Permanent`] of `err`.
+    pub fn permanent(err: impl Into<BoxError>) -> Self {
+        Self::Permanent(err.into())
+    }
+
+    /// Whether trying the same events again later may well succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient(_))
+    }
+
+    /// The error and its causes, `: `-separated (what a dead letter keeps).
+    pub fn describe(&self) -> String {
+        let (Self::Transient(inner) | Self::Permanent(inner)) = self;
+        let mut text = inner.to_string();
+        let mut source = inner.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+/// A store error is transient when the store could not be reached or answer
+/// ([`StoreError::is_unavailable`]), permanent otherwise.
+impl From<StoreError> for ConsumerError {
+    fn from(err: StoreError) -> Self {
+        if err.is_unavailable() {
+            Self::transient(err)
+        } else {
+            Self::permanent(err)
+        }
+    }
+}
 
 /// Something that reacts to events, exactly once per event.
 #[async_trait]
@@ -43,174 +98,31 @@ pub struct ConsumerConfig {
     pub batch: usize,
     /// How long a read waits for messages.
     pub read_wait: Duration,
-    /// Attempts per event before it becomes a dead letter.
+    /// Attempts per event that fails permanently before it becomes a dead letter.
     pub max_deliveries: u32,
     /// Delay before the second attempt; doubles after each.
     pub retry_base: Duration,
+    /// Longest delay between attempts while the failure is transient.
+    pub retry_max: Duration,
     /// A message unacknowledged this long is taken over from its consumer.
     pub claim_idle: Duration,
 }
 
-/// Runs `consumer` as instance `instance` of its group until the handle is aborted.
-pub fn spawn_consumer(
-    consumer: Arc<dyn Consumer>,
-    instance: String,
-    bus: Arc<dyn EventBus>,
-    store: Arc<dyn Store>,
-    config: ConsumerConfig,
-) -> JoinHandle<()> {
-    let runner = Runner {
-        consumer,
-        instance,
-        bus,
-        store,
-        config,
-    };
-    tokio::spawn(runner.run())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-struct Runner {
-    consumer: Arc<dyn Consumer>,
-    instance: String,
-    bus: Arc<dyn EventBus>,
-    store: Arc<dyn Store>,
-    config: ConsumerConfig,
-}
+    #[test]
+    fn a_store_that_cannot_be_reached_is_transient_and_an_invalid_value_permanent() {
+        let unreachable = ConsumerError::from(StoreError::Database(sqlx::Error::PoolTimedOut));
+        let in_doubt = ConsumerError::from(StoreError::InDoubt("connection reset".into()));
+        let invalid = ConsumerError::from(StoreError::Invalid("unknown item 4".into()));
+        let corrupt = ConsumerError::from(StoreError::Corrupt("bad uuid".into()));
 
-impl Runner {
-    async fn run(self) {
-        let group = self.consumer.group();
-        let topics = self.consumer.topics();
-        let mut backoff = Duration::ZERO;
-        let mut joined = false;
-        let mut last_claim = tokio::time::Instant::now();
-        loop {
-            if !backoff.is_zero() {
-                tokio::time::sleep(backoff).await;
-            }
-            if !joined {
-                if let Err(err) = self.bus.join(group, topics).await {
-                    backoff = grow(backoff);
-                    tracing::warn!(group, error = %err, "cannot join the event bus; retrying");
-                    continue;
-                }
-                joined = true;
-            }
-            let claim_due = last_claim.elapsed() >= self.config.claim_idle;
-            let read = if claim_due {
-                last_claim = tokio::time::Instant::now();
-                self.bus
-                    .claim_stale(
-                        group,
-                        &self.instance,
-                        topics,
-                        self.config.claim_idle,
-                        self.config.batch,
-                    )
-                    .await
-            } else {
-                self.bus
-                    .read(
-                        group,
-                        &self.instance,
-                        topics,
-                        self.config.batch,
-                        self.config.read_wait,
-                    )
-                    .await
-            };
-            match read {
-                Ok(deliveries) => {
-                    backoff = Duration::ZERO;
-                    if !deliveries.is_empty() {
-                        self.process(deliveries).await;
-                    }
-                }
-                Err(err) => {
-                    backoff = grow(backoff);
-                    tracing::warn!(group, error = %err, "reading the event bus failed");
-                }
-            }
-        }
+        assert!(unreachable.is_transient());
+        assert!(in_doubt.is_transient());
+        assert!(!invalid.is_transient());
+        assert!(!corrupt.is_transient());
+        assert_eq!(invalid.describe(), "invalid value: unknown item 4");
     }
-
-    /// Handles a batch; unacknowledged messages (the store was down) are claimed again later.
-    async fn process(&self, deliveries: Vec<Delivery>) {
-        let group = self.consumer.group();
-        let events: Vec<Event> = deliveries.iter().map(|d| d.event.clone()).collect();
-        if self.attempt(events).await.is_ok() {
-            self.ack(&deliveries).await;
-            return;
-        }
-        for delivery in deliveries {
-            let mut delay = self.config.retry_base;
-            let mut attempts = 1;
-            let outcome = loop {
-                match self.attempt(vec![delivery.event.clone()]).await {
-                    Ok(()) => break Ok(()),
-                    Err(err) if attempts >= self.config.max_deliveries => break Err(err),
-                    Err(err) => {
-                        tracing::warn!(group, event = %delivery.event.event_id, attempts, error = %err, "event failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                        attempts += 1;
-                    }
-                }
-            };
-            match outcome {
-                Ok(()) => self.ack(std::slice::from_ref(&delivery)).await,
-                Err(error) => self.bury(delivery, error, attempts).await,
-            }
-        }
-    }
-
-    /// Runs the consumer on its own task, so a panic is a failed attempt, not a dead loop.
-    async fn attempt(&self, events: Vec<Event>) -> Result<(), String> {
-        let consumer = self.consumer.clone();
-        let handled = tokio::spawn(async move { consumer.handle(&events).await }).await;
-        match handled {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(join) => Err(format!("consumer panicked: {join}")),
-        }
-    }
-
-    async fn bury(&self, delivery: Delivery, error: String, deliveries: u32) {
-        let group = self.consumer.group();
-        let letter = NewDeadLetter {
-            consumer: group.to_owned(),
-            event: delivery.event.clone(),
-            error: error.clone(),
-            deliveries,
-        };
-        match self.store.add_dead_letter(&letter).await {
-            Ok(id) => {
-                if let Err(err) = self.bus.publish_dead(group, &delivery.event, &error).await {
-                    // The table has it; the stream copy is for outside watchers.
-                    tracing::warn!(group, error = %err, "cannot copy a dead letter to the bus");
-                }
-                metrics::counter!("hurry_events_dead_lettered_total", "consumer" => group)
-                    .increment(1);
-                tracing::error!(group, dead_letter = id, event = %delivery.event.event_id, %error, "event moved to dead letters");
-                self.ack(std::slice::from_ref(&delivery)).await;
-            }
-            Err(err) => {
-                tracing::error!(group, error = %err, "cannot store a dead letter; it stays pending");
-            }
-        }
-    }
-
-    async fn ack(&self, deliveries: &[Delivery]) {
-        let group = self.consumer.group();
-        match self.bus.ack(group, deliveries).await {
-            Ok(()) => metrics::counter!("hurry_events_consumed_total", "consumer" => group)
-                .increment(deliveries.len() as u64),
-            // Unacknowledged messages come back after `claim_idle`; the inbox drops repeats.
-            Err(err) => tracing::warn!(group, error = %err, "acknowledging failed"),
-        }
-    }
-}
-
-fn grow(backoff: Duration) -> Duration {
-    (backoff * 2).clamp(Duration::from_millis(50), Duration::from_secs(5))
 }

@@ -2,6 +2,9 @@
 //! `sale` entry per line; an order leaving for a status that gives its units back
 //! (`cancelled`, `expired`, `payment_failed`, `returned`) adds a `reversal` per line. Each
 //! entry carries the item's seller, for settlement. One transaction per batch, inbox included.
+//! A store that cannot be reached is a transient error (waited out); a payload that does not
+//! parse, an unknown order or a ledger entry for an unknown item is permanent (that event
+//! alone becomes a dead letter).
 
 use std::sync::Arc;
 
@@ -44,7 +47,7 @@ impl LedgerConsumer {
             let created: OrderCreated = event
                 .payload
                 .parse()
-                .map_err(|err| format!("order.created payload: {err}"))?;
+                .map_err(|err| ConsumerError::permanent(format!("order.created payload: {err}")))?;
             let lines: Vec<OrderLine> = created
                 .lines
                 .into_iter()
@@ -61,7 +64,9 @@ impl LedgerConsumer {
                 .store
                 .order_by_id(event.aggregate_id)
                 .await?
-                .ok_or_else(|| format!("order {} not found", event.aggregate_id))?;
+                .ok_or_else(|| {
+                    ConsumerError::permanent(format!("order {} not found", event.aggregate_id))
+                })?;
             (LedgerKind::Reversal, order.lines)
         } else {
             return Ok(Effect::Record);

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hurry_persistence::{Event, OutboxEvent};
+use hurry_persistence::OutboxEvent;
 use tokio::sync::Notify;
 
 use super::bus::{BusError, Delivery, EventBus};
@@ -26,7 +26,7 @@ pub struct LocalBus {
 /// One topic's messages (`log[0]` has sequence number `base`) and its groups.
 #[derive(Default)]
 struct Topic {
-    log: VecDeque<(i64, Event)>,
+    log: VecDeque<OutboxEvent>,
     base: u64,
     groups: HashMap<String, Group>,
 }
@@ -47,16 +47,17 @@ impl Topic {
         self.base + self.log.len() as u64
     }
 
-    fn message(&self, seq: u64) -> Option<&(i64, Event)> {
+    fn message(&self, seq: u64) -> Option<&OutboxEvent> {
         self.log
             .get(usize::try_from(seq.checked_sub(self.base)?).ok()?)
     }
 
     fn delivery(&self, topic: &str, seq: u64) -> Option<Delivery> {
-        self.message(seq).map(|(_, event)| Delivery {
+        self.message(seq).map(|outbox| Delivery {
             topic: topic.to_owned(),
             id: seq.to_string(),
-            event: event.clone(),
+            event: outbox.event.clone(),
+            target: outbox.target.clone(),
         })
     }
 
@@ -88,7 +89,7 @@ impl Topic {
                     (Some(a), Some(b)) => a.min(b),
                     (a, b) => a.or(b)?,
                 };
-                self.message(seq).map(|(outbox_id, _)| *outbox_id)
+                self.message(seq).map(|outbox| outbox.id)
             })
             .min()
     }
@@ -152,7 +153,7 @@ impl EventBus for LocalBus {
             let mut all = self.topics();
             for outbox in events {
                 let topic = all.entry(outbox.event.topic().to_owned()).or_default();
-                topic.log.push_back((outbox.id, outbox.event.clone()));
+                topic.log.push_back(outbox.clone());
                 // A topic no group reads keeps nothing (in process, every group has joined
                 // before the relay starts).
                 topic.trim();
@@ -271,6 +272,7 @@ impl EventBus for LocalBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hurry_persistence::Event;
 
     fn outbox(id: i64, event_type: &str) -> OutboxEvent {
         OutboxEvent {
@@ -283,6 +285,7 @@ mod tests {
                 occurred_at: chrono::Utc::now(),
                 payload: serde_json::json!({}).into(),
             },
+            target: None,
         }
     }
 

@@ -4,7 +4,9 @@
 //! - [`local`]: [`LocalBus`], in process (embedded mode).
 //! - [`redis`]: [`RedisBus`], Redis Streams (cluster mode).
 //! - [`relay`]: [`OutboxRelay`], outbox to bus, at least once.
-//! - [`consumer`]: the [`Consumer`] trait and its loop (retries, dead letters, claiming).
+//! - [`consumer`]: the [`Consumer`] trait, its [`ConsumerError`] (transient or permanent).
+//! - `runner`: the loop feeding a consumer ([`spawn_consumer`]: retries, dead letters,
+//!   claiming, replays for one group).
 //! - [`ledger`]: [`LedgerConsumer`], the sales ledger.
 //!
 //! `docs/events.md` lists every event type and its payload.
@@ -15,9 +17,10 @@ pub mod ledger;
 pub mod local;
 pub mod redis;
 pub mod relay;
+mod runner;
 
 pub use bus::{BusError, Delivery, EventBus};
-pub use consumer::{spawn_consumer, Consumer, ConsumerConfig, ConsumerError};
+pub use consumer::{spawn_consumer, BoxError, Consumer, ConsumerConfig, ConsumerError};
 pub use ledger::{LedgerConsumer, LEDGER};
 pub use local::LocalBus;
 pub use redis::RedisBus;

@@ -1,7 +1,8 @@
 //! [`RedisBus`]: the event bus of cluster mode, on Redis Streams. One stream per topic
 //! (`{prefix}events:{topic}`), capped with `XADD ... MAXLEN ~`; consumer groups with
 //! `XREADGROUP`, `XACK` and `XAUTOCLAIM`. Each message has one field, `event`, the event as
-//! JSON, so consumers outside the engine can read it. Events a consumer gave up on also go to
+//! JSON, so consumers outside the engine can read it, and a replayed dead letter a second,
+//! `target`, the one consumer group it is for (others skip it). Events a consumer gave up on also go to
 //! `{prefix}events:dead` (fields `consumer`, `error`, `event`).
 
 use std::collections::HashMap;
@@ -80,6 +81,7 @@ impl RedisBus {
             match parsed {
                 Ok(event) => good.push(Delivery {
                     topic: topic.to_owned(),
+                    target: entry.get::<String>("target"),
                     id: entry.id,
                     event,
                 }),
@@ -136,11 +138,15 @@ impl EventBus for RedisBus {
         for outbox in events {
             let json = serde_json::to_string(&outbox.event)
                 .map_err(|err| BusError::Unavailable(format!("encode event: {err}")))?;
+            let mut fields = vec![("event", json)];
+            if let Some(target) = &outbox.target {
+                fields.push(("target", target.clone()));
+            }
             pipe.xadd_maxlen(
                 self.key(outbox.event.topic()),
                 StreamMaxlen::Approx(self.max_len),
                 "*",
-                &[("event", json)],
+                &fields,
             )
             .ignore();
         }

@@ -122,7 +122,7 @@ impl PgStore {
         };
         let rows = sqlx::query(
             "SELECT id, event_id, event_type, version, aggregate_id, occurred_at, \
-             CAST(payload AS TEXT) AS payload FROM outbox \
+             CAST(payload AS TEXT) AS payload, target FROM outbox \
              WHERE published_at IS NULL AND mod(aggregate_id, $1)::int4 = ANY($2) \
              ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
         )

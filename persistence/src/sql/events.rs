@@ -122,8 +122,9 @@ impl EventStore for SqlStore {
     async fn replay_dead_letter(&self, id: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let copied = sqlx::query(
-            "INSERT INTO outbox (event_id, event_type, version, aggregate_id, occurred_at, payload) \
-             SELECT event_id, event_type, version, aggregate_id, occurred_at, payload \
+            "INSERT INTO outbox \
+                 (event_id, event_type, version, aggregate_id, occurred_at, payload, target) \
+             SELECT event_id, event_type, version, aggregate_id, occurred_at, payload, consumer \
              FROM dead_letters WHERE id = $1",
         )
         .bind(id)
@@ -167,11 +168,16 @@ impl EventStore for SqlStore {
                 .execute(self.writes())
                 .await?
                 .rows_affected();
-        let inbox = sqlx::query("DELETE FROM inbox WHERE processed_at < $1")
-            .bind(processed_before.trunc_subsecs(6))
-            .execute(self.writes())
-            .await?
-            .rows_affected();
+        // An event with a dead letter may be replayed any time later: the inbox rows of the
+        // consumers that had it must outlive the retention, or a replay repeats their effect.
+        let inbox = sqlx::query(
+            "DELETE FROM inbox WHERE processed_at < $1 \
+             AND event_id NOT IN (SELECT event_id FROM dead_letters)",
+        )
+        .bind(processed_before.trunc_subsecs(6))
+        .execute(self.writes())
+        .await?
+        .rows_affected();
         Ok(Pruned { outbox, inbox })
     }
 }

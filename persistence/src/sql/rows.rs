@@ -98,6 +98,7 @@ pub(in super::super) fn outbox_event_from_row(row: &DbRow) -> Result<OutboxEvent
     Ok(OutboxEvent {
         id: row.try_get("id")?,
         event: event_from_row(row)?,
+        target: row.try_get("target")?,
     })
 }
 

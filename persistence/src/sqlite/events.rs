@@ -19,7 +19,7 @@ impl SqliteStore {
             return Ok(RelayRun::default());
         }
         let rows = sqlx::query(
-            "SELECT id, event_id, event_type, version, aggregate_id, occurred_at, payload \
+            "SELECT id, event_id, event_type, version, aggregate_id, occurred_at, payload, target \
              FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?",
         )
         .bind(i64::from(limit))

@@ -12,6 +12,8 @@ on_both_backends!(
     a_ledger_entry_for_an_unknown_item_fails_the_whole_batch,
     dead_letters_list_newest_first_and_replay_into_the_outbox,
     prune_removes_old_published_rows_and_old_inbox_rows_only,
+    prune_keeps_the_inbox_rows_of_events_that_have_a_dead_letter,
+    a_replayed_dead_letter_is_for_its_consumer_only,
     users_and_items_write_events,
 );
 
@@ -250,5 +252,69 @@ async fn users_and_items_write_events(backend: Backend) -> Result<()> {
         !text.contains("gone@hurry.test"),
         "no personal data in events: {text}"
     );
+    Ok(())
+}
+
+async fn prune_keeps_the_inbox_rows_of_events_that_have_a_dead_letter(
+    backend: Backend,
+) -> Result<()> {
+    // Arrange: the ledger had E and F; another consumer gave up on E.
+    let db = TestStore::open(backend).await?;
+    let (dead, other) = (event(1, "order.created"), event(2, "order.created"));
+    db.apply_effects(
+        "ledger",
+        &[
+            (dead.event_id, Effect::Record),
+            (other.event_id, Effect::Record),
+        ],
+    )
+    .await?;
+    db.add_dead_letter(&NewDeadLetter {
+        consumer: "audit".to_owned(),
+        event: dead.clone(),
+        error: "audit is down".to_owned(),
+        deliveries: 5,
+    })
+    .await?;
+    let later = Utc::now() + Duration::minutes(1);
+
+    // Act
+    let pruned = db.prune_events(later, None, later).await?;
+
+    // Assert
+    assert_eq!(
+        pruned.inbox, 1,
+        "only the row of the event without a dead letter"
+    );
+    assert!(
+        db.event_processed("ledger", dead.event_id).await?,
+        "a replay of the dead letter must still find it"
+    );
+    assert!(!db.event_processed("ledger", other.event_id).await?);
+    Ok(())
+}
+
+async fn a_replayed_dead_letter_is_for_its_consumer_only(backend: Backend) -> Result<()> {
+    // Arrange: an order's event (for every group) and a dead letter of the audit consumer.
+    let db = TestStore::open(backend).await?;
+    orders(&db, 1..=1).await?;
+    let id = db
+        .add_dead_letter(&NewDeadLetter {
+            consumer: "audit".to_owned(),
+            event: event(7, "order.created"),
+            error: "audit is down".to_owned(),
+            deliveries: 5,
+        })
+        .await?;
+
+    // Act
+    db.replay_dead_letter(id).await?;
+    let sink = Collect::default();
+    db.relay_outbox(ALL, 100, &sink).await?;
+
+    // Assert
+    let relayed = sink.events.lock().unwrap().clone();
+    let targets: Vec<Option<&str>> = relayed.iter().map(|row| row.target.as_deref()).collect();
+    assert_eq!(targets, [None, Some("audit")]);
     Ok(())
 }
