@@ -72,20 +72,21 @@ async fn a_logout_on_one_node_refuses_the_token_on_every_node() {
     );
 }
 
+/// Two cluster nodes on one store, a user `email`, and an access token from each node.
+async fn two_nodes_with_user(email: &str) -> (TestApp, TestApp, String, String) {
+    let a = TestApp::spawn_on(Store::Postgres, Bus::Redis, None, &[]).await;
+    let b = a.another_node(&[]).await;
+    a.new_user(email).await;
+    let token = |body: Value| body["access_token"].as_str().unwrap().to_owned();
+    let on_a = token(login(&a, email).await);
+    let on_b = token(login(&b, email).await);
+    (a, b, on_a, on_b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_account_is_refused_on_every_node() {
     // Arrange
-    let a = TestApp::spawn_on(Store::Postgres, Bus::Redis, None, &[]).await;
-    let b = a.another_node(&[]).await;
-    a.new_user("leaver@hurry.test").await;
-    let on_a = login(&a, "leaver@hurry.test").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let on_b = login(&b, "leaver@hurry.test").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (a, b, on_a, on_b) = two_nodes_with_user("leaver@hurry.test").await;
     assert_eq!(my_orders(&b, &on_b).await, StatusCode::OK);
 
     // Act
@@ -110,17 +111,7 @@ async fn a_deleted_account_is_refused_on_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_change_on_one_node_refuses_earlier_tokens_on_every_node() {
     // Arrange
-    let a = TestApp::spawn_on(Store::Postgres, Bus::Redis, None, &[]).await;
-    let b = a.another_node(&[]).await;
-    a.new_user("mover@hurry.test").await;
-    let on_a = login(&a, "mover@hurry.test").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let on_b = login(&b, "mover@hurry.test").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (a, b, on_a, on_b) = two_nodes_with_user("mover@hurry.test").await;
     assert_eq!(my_orders(&b, &on_b).await, StatusCode::OK);
 
     // Act
