@@ -8,7 +8,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hurry_api::auth::{PasswordHasher, TokenKeys};
 use hurry_api::pii::{parse_keys, Pii};
-use hurry_persistence::UserRecord;
+use hurry_persistence::{SealedColumn, UserRecord};
 
 fn bench_token(criterion: &mut Criterion) {
     let keys = TokenKeys::new(&[42; 32], 900);
@@ -39,11 +39,15 @@ fn bench_pii(criterion: &mut Criterion) {
     let pii = Pii::new(&keys, 1, [9; 32]).expect("pii");
     let stored = UserRecord {
         id: 1,
-        email: pii.seal("alice.kim@hurry.test"),
+        email: pii.seal("alice.kim@hurry.test", SealedColumn::UserEmail, 1),
         password_hash: String::new(),
-        name: pii.seal("Alice Kim"),
-        phone: Some(pii.seal("010-9876-5432")),
-        address: Some(pii.seal("1 Sejong-daero, Jongno-gu, Seoul")),
+        name: pii.seal("Alice Kim", SealedColumn::UserName, 1),
+        phone: Some(pii.seal("010-9876-5432", SealedColumn::UserPhone, 1)),
+        address: Some(pii.seal(
+            "1 Sejong-daero, Jongno-gu, Seoul",
+            SealedColumn::UserAddress,
+            1,
+        )),
         email_verified: true,
         roles: vec!["customer".into()],
         created_at: chrono::Utc::now(),
@@ -58,7 +62,13 @@ fn bench_pii(criterion: &mut Criterion) {
         })
     });
     group.bench_function("seal_one_field", |bencher| {
-        bencher.iter(|| pii.seal(std::hint::black_box("010-9876-5432")))
+        bencher.iter(|| {
+            pii.seal(
+                std::hint::black_box("010-9876-5432"),
+                SealedColumn::UserPhone,
+                1,
+            )
+        })
     });
     group.finish();
 }

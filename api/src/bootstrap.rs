@@ -7,7 +7,7 @@
 //! left as it is (its password may have been changed since).
 
 use anyhow::{bail, Context};
-use hurry_persistence::{NewUser, StoreError, UserRecord};
+use hurry_persistence::{NewUser, SealedColumn, StoreError, UserRecord};
 use secrecy::ExposeSecret;
 
 use crate::routes::auth::normalise_email;
@@ -36,11 +36,13 @@ pub async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         .hash(password.to_owned())
         .await
         .context("cannot hash the admin password")?;
+    let id = state.store.allocate_ids("users", 1).await?;
     let user = NewUser {
-        email: state.pii.seal(&email),
+        id,
+        email: state.pii.seal(&email, SealedColumn::UserEmail, id),
         email_index: email_index.clone(),
         password_hash,
-        name: state.pii.seal("admin"),
+        name: state.pii.seal("admin", SealedColumn::UserName, id),
         phone: None,
         address: None,
         email_verified: true,

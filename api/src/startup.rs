@@ -251,8 +251,38 @@ async fn build_pii(settings: &Settings, store: &Arc<dyn Store>) -> anyhow::Resul
             .context("cannot read the blind index key")?,
         configured => configured.to_owned(),
     };
-    Ok(Pii::new(&keys, current_key_id, pii::parse_key(&blind)?)?)
+    let pii = Pii::new(&keys, current_key_id, pii::parse_key(&blind)?)?;
+    // Which way every stored value was sealed after the last complete re-seal pass ("" before
+    // the first one, when values sealed without their place may still be stored).
+    let sealed_as = store
+        .setting_or_init(PII_SEALED_AS, "")
+        .await
+        .context("cannot read how personal data is sealed")?;
+    if sealed_as == pii.current_prefix() {
+        return Ok(pii);
+    }
+    let first_pass = !sealed_as.starts_with("v2.");
+    let pii = pii.opening_unbound(first_pass);
+    let done = pii::reseal(store.as_ref(), &pii)
+        .await
+        .context("cannot re-seal personal data")?;
+    store
+        .put_setting(PII_SEALED_AS, &pii.current_prefix())
+        .await
+        .context("cannot record the re-seal pass")?;
+    if done != pii::Resealed::default() {
+        tracing::info!(
+            resealed = done.resealed,
+            unreadable = done.unreadable,
+            sealed_as = %pii.current_prefix(),
+            "personal data re-sealed, each value bound to its place under the current key"
+        );
+    }
+    Ok(pii.opening_unbound(false))
 }
+
+/// The setting naming how every stored personal value is sealed (`v2.<key id>.`).
+const PII_SEALED_AS: &str = "pii_sealed_as";
 
 async fn shutdown_signal() {
     let interrupt = async {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Utc;
 use hurry_engine::events::{Consumer, ConsumerError};
-use hurry_persistence::{Effect, Event, NewEmailCode, Store};
+use hurry_persistence::{Effect, Event, NewEmailCode, SealedColumn, Store};
 use rand::Rng;
 use subtle::ConstantTimeEq;
 
@@ -34,9 +34,9 @@ pub fn new_code() -> String {
 }
 
 /// A new code, sealed, expiring `ttl_secs` from now.
-pub fn sealed_code(pii: &Pii, ttl_secs: u64) -> NewEmailCode {
+pub fn sealed_code(pii: &Pii, user_id: i64, ttl_secs: u64) -> NewEmailCode {
     NewEmailCode {
-        code: pii.seal(&new_code()),
+        code: pii.seal(&new_code(), SealedColumn::EmailCode, user_id),
         expires_at: Utc::now()
             + chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 4)),
     }
@@ -76,11 +76,11 @@ impl MailerConsumer {
         };
         let email = self
             .pii
-            .open(&user.email)
+            .open(&user.email, SealedColumn::UserEmail, user_id)
             .map_err(ConsumerError::permanent)?;
         let plain_code = self
             .pii
-            .open(&code.code)
+            .open(&code.code, SealedColumn::EmailCode, user_id)
             .map_err(ConsumerError::permanent)?;
         let minutes = (code.expires_at - Utc::now()).num_minutes().max(1);
         Ok(Some(Mail {

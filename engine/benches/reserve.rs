@@ -119,6 +119,7 @@ async fn start_engine() -> anyhow::Result<Fixture> {
     let store = hurry_persistence::connect(&options).await?;
     let seller = store
         .create_user(&NewUser {
+            id: store.allocate_ids("users", 1).await?,
             email: "seller@example.com".into(),
             email_index: "seller@example.com".into(),
             password_hash: "not-a-hash".into(),

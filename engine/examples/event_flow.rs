@@ -196,6 +196,7 @@ async fn run(
     };
     let seller = store
         .create_user(&NewUser {
+            id: store.allocate_ids("users", 1).await?,
             email: "seller".into(),
             email_index: "seller".into(),
             password_hash: "x".into(),

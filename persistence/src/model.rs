@@ -11,6 +11,8 @@ pub fn now_micros() -> DateTime<Utc> {
 /// A user to create. Personal fields arrive encrypted; the store keeps them as given.
 #[derive(Debug, Clone)]
 pub struct NewUser {
+    /// From [`crate::Store::allocate_ids`] (`"users"`): the sealed fields are bound to it.
+    pub id: i64,
     pub email: String,
     /// Blind index of the email: what lookups and the uniqueness check use.
     pub email_index: String,
@@ -394,6 +396,60 @@ pub struct DeadLetterRecord {
 pub struct Pruned {
     pub outbox: u64,
     pub inbox: u64,
+}
+
+/// A column that holds sealed personal data, and the row key its values are bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SealedColumn {
+    UserEmail,
+    UserName,
+    UserPhone,
+    UserAddress,
+    EmailCode,
+}
+
+impl SealedColumn {
+    /// Every sealed column.
+    pub const ALL: [SealedColumn; 5] = [
+        SealedColumn::UserEmail,
+        SealedColumn::UserName,
+        SealedColumn::UserPhone,
+        SealedColumn::UserAddress,
+        SealedColumn::EmailCode,
+    ];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Self::EmailCode => "email_codes",
+            _ => "users",
+        }
+    }
+
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::UserEmail => "email",
+            Self::UserName => "name",
+            Self::UserPhone => "phone",
+            Self::UserAddress => "address",
+            Self::EmailCode => "code",
+        }
+    }
+
+    /// The column naming the row (a user's id for both tables).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::EmailCode => "user_id",
+            _ => "id",
+        }
+    }
+
+    /// Rows whose values are still read: a deleted user's shredded fields never are.
+    pub(crate) fn live_rows(self) -> &'static str {
+        match self {
+            Self::EmailCode => "TRUE",
+            _ => "deleted_at IS NULL",
+        }
+    }
 }
 
 /// A new email verification code (sealed by the caller).

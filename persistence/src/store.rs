@@ -111,6 +111,27 @@ pub trait UserStore: Send + Sync {
 
     /// Ids of deleted users, whose tokens are refused.
     async fn deleted_user_ids(&self) -> Result<Vec<i64>, StoreError>;
+
+    /// Up to `limit` sealed values of `column` in live rows keyed above `after`, in key order,
+    /// skipping those that start with `skip_prefix` (already sealed the current way): what a
+    /// re-seal pass walks.
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        skip_prefix: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+
+    /// Replaces the sealed value of `column` in row `key` if it is still `old`; `false` when it
+    /// changed meanwhile (a profile edit: the new value is already sealed the current way).
+    async fn replace_sealed(
+        &self,
+        column: SealedColumn,
+        key: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Email verification codes.

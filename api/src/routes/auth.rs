@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use hurry_persistence::{NewRefreshToken, NewUser, RefreshSuccessor, RefreshUse, StoreError};
+use hurry_persistence::{
+    NewRefreshToken, NewUser, RefreshSuccessor, RefreshUse, SealedColumn, StoreError,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::sessions::{hash_refresh_token, RefreshSecret};
@@ -103,15 +105,19 @@ async fn signup(
         .await
         .map_err(|err| ApiError::internal(&err))?;
     let verified = !state.settings.auth.require_email_verification;
+    // The id comes first: every sealed field is bound to its row.
+    let id = state.store.allocate_ids("users", 1).await?;
     let verification =
-        (!verified).then(|| sealed_code(&state.pii, state.settings.auth.email_code_ttl_secs));
+        (!verified).then(|| sealed_code(&state.pii, id, state.settings.auth.email_code_ttl_secs));
+    let pii = &state.pii;
     let user = NewUser {
-        email: state.pii.seal(&email),
-        email_index: state.pii.email_index(&email),
+        id,
+        email: pii.seal(&email, SealedColumn::UserEmail, id),
+        email_index: pii.email_index(&email),
         password_hash,
-        name: state.pii.seal(body.name.trim()),
-        phone: state.pii.seal_opt(body.phone.as_deref()),
-        address: state.pii.seal_opt(body.address.as_deref()),
+        name: pii.seal(body.name.trim(), SealedColumn::UserName, id),
+        phone: pii.seal_opt(body.phone.as_deref(), SealedColumn::UserPhone, id),
+        address: pii.seal_opt(body.address.as_deref(), SealedColumn::UserAddress, id),
         email_verified: verified,
         extra_roles: Vec::new(),
         verification,

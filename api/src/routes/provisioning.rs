@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hurry_persistence::SealedColumn;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -76,15 +77,20 @@ async fn provision(
         .await
         .map_err(|err| ApiError::internal(&err))?;
     let batch = uuid::Uuid::new_v4().simple().to_string();
-    let name = state.pii.seal("load-test shopper");
+    let count = u32::try_from(body.count).expect("checked above: 1 to 10000");
+    let first = state.store.allocate_ids("users", count).await?;
     let users: Vec<hurry_persistence::NewUser> = (0..body.count)
         .map(|index| {
+            let id = first + index;
             let email = format!("shopper{index}-{batch}@loadtest.invalid");
             hurry_persistence::NewUser {
-                email: state.pii.seal(&email),
+                id,
+                email: state.pii.seal(&email, SealedColumn::UserEmail, id),
                 email_index: state.pii.email_index(&email),
                 password_hash: password_hash.clone(),
-                name: name.clone(),
+                name: state
+                    .pii
+                    .seal("load-test shopper", SealedColumn::UserName, id),
                 phone: None,
                 address: None,
                 email_verified: true,

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use hurry_engine::domain::{OrderStatus, Quantity};
-use hurry_persistence::{now_micros, OrderRecord, ProfileChange, UserRecord};
+use hurry_persistence::{now_micros, OrderRecord, ProfileChange, SealedColumn, UserRecord};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{check_password, check_text};
@@ -82,9 +82,15 @@ async fn patch_me(
         return Err(ApiError::validation(details));
     }
     let change = ProfileChange {
-        name: state.pii.seal_opt(name.as_deref()),
-        phone: state.pii.seal_opt(body.phone.as_deref()),
-        address: state.pii.seal_opt(body.address.as_deref()),
+        name: state
+            .pii
+            .seal_opt(name.as_deref(), SealedColumn::UserName, user.id),
+        phone: state
+            .pii
+            .seal_opt(body.phone.as_deref(), SealedColumn::UserPhone, user.id),
+        address: state
+            .pii
+            .seal_opt(body.address.as_deref(), SealedColumn::UserAddress, user.id),
     };
     let updated = state
         .store
@@ -185,7 +191,7 @@ async fn delete_me(
         .store
         .delete_user(
             user.id,
-            &state.pii.seal(""),
+            &state.pii.seal("", SealedColumn::UserEmail, user.id),
             &format!("deleted:{}", user.id),
         )
         .await?;

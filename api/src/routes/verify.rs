@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
-use hurry_persistence::CodeAttempt;
+use hurry_persistence::{CodeAttempt, SealedColumn};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -74,7 +74,10 @@ async fn verify_email(
         }
         CodeAttempt::Unavailable => return Err(invalid_code()),
     };
-    if !code_matches(&body.code, &state.pii.open(&sealed)?) {
+    if !code_matches(
+        &body.code,
+        &state.pii.open(&sealed, SealedColumn::EmailCode, user.id)?,
+    ) {
         return Err(invalid_code());
     }
     if !state.store.confirm_email(user.id, generation).await? {
@@ -121,7 +124,7 @@ async fn resend_verification(
         .store
         .renew_email_code(
             user.id,
-            &sealed_code(&state.pii, auth.email_code_ttl_secs),
+            &sealed_code(&state.pii, user.id, auth.email_code_ttl_secs),
             interval,
             Utc::now(),
         )

@@ -367,7 +367,7 @@ async fn the_database_holds_no_plaintext_personal_data(store: Store) {
         .await;
     assert_eq!(leaks, 0, "plaintext personal data in the users table");
     let sealed = raw
-        .scalar("SELECT COUNT(*) FROM users WHERE email LIKE 'v1.%' AND name LIKE 'v1.%'")
+        .scalar("SELECT COUNT(*) FROM users WHERE email LIKE 'v2.%' AND name LIKE 'v2.%'")
         .await;
     assert_eq!(sealed, 2, "the admin's and alice's rows are sealed");
     // The login found alice through the blind index, case-insensitively.

@@ -18,6 +18,7 @@ mod idempotency;
 mod loadtest_harness;
 mod provisioning;
 mod relay_wake;
+mod sealed_pii;
 mod shop_catalog;
 mod shop_orders;
 mod strategies;

@@ -313,7 +313,7 @@ async fn codes_are_stored_sealed_and_mail_files_carry_no_address_in_their_name(s
         ))
         .await;
     let sealed = raw
-        .scalar("SELECT COUNT(*) FROM email_codes WHERE code LIKE 'v1.%'")
+        .scalar("SELECT COUNT(*) FROM email_codes WHERE code LIKE 'v2.%'")
         .await;
     let in_events = raw
         .scalar(&format!(

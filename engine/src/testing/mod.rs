@@ -31,7 +31,11 @@ impl TestShop {
             .await
             .expect("a SQLite store");
         let seller = store
-            .create_user(&user("seller", vec!["seller".into()]))
+            .create_user(&user(
+                store.allocate_ids("users", 1).await.expect("an id"),
+                "seller",
+                vec!["seller".into()],
+            ))
             .await
             .expect("a seller");
         let opens_at = Utc::now() - Duration::minutes(1);
@@ -60,8 +64,15 @@ impl TestShop {
 
     /// The ids of `count` new buyers.
     pub async fn buyers(&self, count: usize) -> Vec<i64> {
-        let users: Vec<NewUser> = (0..count)
-            .map(|_| user(&uuid::Uuid::new_v4().simple().to_string(), Vec::new()))
+        let count32 = u32::try_from(count).expect("a test's count of buyers");
+        let first = self
+            .store
+            .allocate_ids("users", count32)
+            .await
+            .expect("ids");
+        let users: Vec<NewUser> = (first..)
+            .take(count)
+            .map(|id| user(id, &uuid::Uuid::new_v4().simple().to_string(), Vec::new()))
             .collect();
         self.store.create_customers(&users).await.expect("buyers")
     }
@@ -85,9 +96,10 @@ impl TestShop {
     }
 }
 
-fn user(name: &str, extra_roles: Vec<String>) -> NewUser {
+fn user(id: i64, name: &str, extra_roles: Vec<String>) -> NewUser {
     let email = format!("{name}@example.com");
     NewUser {
+        id,
         email: email.clone(),
         email_index: email,
         password_hash: "not-a-hash".into(),

@@ -31,8 +31,8 @@ impl PgStore {
         let verified: Vec<bool> = users.iter().map(|user| user.email_verified).collect();
         let ids: Vec<i64> = sqlx::query_scalar(
             "WITH new_users AS ( \
-                 INSERT INTO users (email, email_index, password_hash, name, email_verified, created_at) \
-                 SELECT *, $6 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[]) \
+                 INSERT INTO users (id, email, email_index, password_hash, name, email_verified, created_at) \
+                 SELECT *, $6 FROM UNNEST($7::int8[], $1::text[], $2::text[], $3::text[], $4::text[], $5::bool[]) \
                  RETURNING id, email_verified), \
              new_roles AS ( \
                  INSERT INTO user_roles (user_id, role) SELECT id, 'customer' FROM new_users) \
@@ -47,6 +47,7 @@ impl PgStore {
         .bind(column(|user| &user.name))
         .bind(&verified)
         .bind(now)
+        .bind(users.iter().map(|user| user.id).collect::<Vec<i64>>())
         .fetch_all(&self.pool)
         .await?;
         if !ids.is_empty() {

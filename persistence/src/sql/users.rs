@@ -8,8 +8,8 @@ impl UserStore for SqlStore {
     async fn create_user(&self, user: &NewUser) -> Result<UserRecord, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "INSERT INTO users (email, email_index, password_hash, name, phone, address, email_verified, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO users (id, email, email_index, password_hash, name, phone, address, email_verified, created_at) \
+             VALUES ($9, $1, $2, $3, $4, $5, $6, $7, $8) \
              RETURNING id, email, password_hash, name, phone, address, email_verified, created_at",
         )
         .bind(&user.email)
@@ -20,6 +20,7 @@ impl UserStore for SqlStore {
         .bind(&user.address)
         .bind(user.email_verified)
         .bind(now_micros())
+        .bind(user.id)
         .fetch_one(&mut *tx)
         .await?;
         let mut record = user_from_row(&row)?;
@@ -165,6 +166,48 @@ impl UserStore for SqlStore {
 
     async fn create_customers(&self, users: &[NewUser]) -> Result<Vec<i64>, StoreError> {
         self.insert_customers(users, now_micros()).await
+    }
+
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        skip_prefix: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let (table, name, key) = (column.table(), column.column(), column.key());
+        let rows: Vec<(i64, String)> = sqlx::query_as(&format!(
+            "SELECT {key}, {name} FROM {table} \
+             WHERE {key} > $1 AND {name} IS NOT NULL AND substr({name}, 1, $2) <> $3 AND {live} \
+             ORDER BY {key} LIMIT $4",
+            live = column.live_rows(),
+        ))
+        .bind(after)
+        .bind(i32::try_from(skip_prefix.len()).unwrap_or(i32::MAX))
+        .bind(skip_prefix)
+        .bind(i64::from(limit))
+        .fetch_all(self.reads())
+        .await?;
+        Ok(rows)
+    }
+
+    async fn replace_sealed(
+        &self,
+        column: SealedColumn,
+        key: i64,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let (table, name, key_column) = (column.table(), column.column(), column.key());
+        let done = sqlx::query(&format!(
+            "UPDATE {table} SET {name} = $3 WHERE {key_column} = $1 AND {name} = $2"
+        ))
+        .bind(key)
+        .bind(old)
+        .bind(new)
+        .execute(self.writes())
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -31,8 +31,8 @@ impl SqliteStore {
         let mut ids = Vec::with_capacity(users.len());
         for user in users {
             let id: i64 = sqlx::query_scalar(
-                "INSERT INTO users (email, email_index, password_hash, name, email_verified, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                "INSERT INTO users (id, email, email_index, password_hash, name, email_verified, created_at) \
+                 VALUES ($7, $1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(&user.email)
             .bind(&user.email_index)
@@ -40,6 +40,7 @@ impl SqliteStore {
             .bind(&user.name)
             .bind(user.email_verified)
             .bind(now)
+            .bind(user.id)
             .fetch_one(&mut *tx)
             .await?;
             insert_roles(&mut tx, id, &["customer".to_owned()]).await?;

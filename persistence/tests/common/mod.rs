@@ -271,9 +271,12 @@ pub fn email_index(email: &str) -> String {
     format!("index-of:{email}")
 }
 
-/// A user with every optional field set and the given extra roles.
+/// A user with every optional field set and the given extra roles, under an id no other
+/// user of the test process has (each test has its own database).
 pub fn new_user(email: &str, extra_roles: &[&str]) -> NewUser {
+    static NEXT_ID: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
     NewUser {
+        id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         email: email.to_owned(),
         email_index: email_index(email),
         password_hash: format!("$argon2id$hash-of-{email}"),

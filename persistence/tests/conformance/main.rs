@@ -15,6 +15,7 @@ mod events;
 mod orders;
 mod pool;
 mod relay;
+mod sealed;
 mod sessions;
 mod settle;
 mod shop;

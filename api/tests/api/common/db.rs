@@ -228,6 +228,20 @@ impl RawDb {
         }
     }
 
+    /// One text value from a portable query.
+    pub async fn text(&self, sql: &str) -> String {
+        match self {
+            RawDb::Sqlite(pool) => sqlx::query_scalar::<_, String>(sql)
+                .fetch_one(pool)
+                .await
+                .expect(sql),
+            RawDb::Pg(pool) => sqlx::query_scalar::<_, String>(sql)
+                .fetch_one(pool)
+                .await
+                .expect(sql),
+        }
+    }
+
     /// Runs a statement.
     pub async fn execute(&self, sql: &str) {
         match self {
