@@ -247,6 +247,32 @@ impl From<NotServed> for ApiError {
     }
 }
 
+impl From<hurry_engine::payment::PaymentError> for ApiError {
+    fn from(err: hurry_engine::payment::PaymentError) -> Self {
+        use hurry_engine::payment::PaymentError;
+        let code = match &err {
+            PaymentError::NotFound => ErrorCode::NotFound,
+            PaymentError::AmountMismatch => ErrorCode::AmountMismatch,
+            PaymentError::OrderExpired => ErrorCode::OrderExpired,
+            PaymentError::NotPayable(_) | PaymentError::OtherKey => ErrorCode::Conflict,
+            PaymentError::Unavailable => ErrorCode::Unavailable,
+            PaymentError::OutcomeUnknown => {
+                return Self::new(
+                    ErrorCode::OutcomeUnknown,
+                    "the payment's outcome cannot be told yet: confirm again to learn it",
+                )
+            }
+            PaymentError::Store(_) => {
+                let PaymentError::Store(store) = err else {
+                    unreachable!("matched above")
+                };
+                return store.into();
+            }
+        };
+        Self::new(code, err.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;

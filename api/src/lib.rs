@@ -14,6 +14,8 @@
 //! - [`idempotency`]: `Idempotency-Key` coalescing and replay.
 //! - [`mail`]: the `Mailer` (SMTP, or the file mailbox of the embedded default).
 //! - [`verification`]: email codes and the consumer that mails them.
+//! - [`payments`]: gateway clients, the mounted sandbox and the payment workers, set up.
+//! - [`pg_sandbox`]: the sandbox gateway (Toss and NicePay shapes, faults, ledger).
 //! - [`pii`]: encryption of personal data and the email blind index.
 //! - [`rate_limit`]: per-address, per-account and per-user limits.
 //! - [`views`]: JSON answer shapes.
@@ -27,6 +29,8 @@ pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod mail;
+pub mod payments;
+pub mod pg_sandbox;
 pub mod pii;
 pub mod rate_limit;
 pub mod routes;

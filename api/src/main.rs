@@ -30,6 +30,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Serve the sandbox payment gateway alone (Toss and NicePay shapes, faults, ledger).
+    PgSandbox {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// A TOML file layered over the built-in configuration (its [payments.*] keys are
+        /// the ones the sandbox accepts, [pg_sandbox].admin_key its admin key).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// mimalloc instead of glibc's allocator: under a drop glibc's malloc and free took ~11 % of
@@ -52,6 +62,19 @@ async fn serve() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (listen, config) = match cli.command {
         Some(Command::Serve { listen, config }) => (listen, config),
+        Some(Command::PgSandbox { listen, config }) => {
+            let settings = Settings::load(config.as_deref(), &[])?;
+            telemetry::init_logging(&settings.log);
+            let sandbox = hurry_api::pg_sandbox::Sandbox::new(
+                hurry_api::payments::sandbox_config(
+                    &settings.payments,
+                    settings.pg_sandbox.admin_key.clone(),
+                ),
+                None,
+            );
+            hurry_api::pg_sandbox::serve(listen, sandbox).await?;
+            return Ok(());
+        }
         None => (None, None),
     };
     let mut settings = Settings::load(config.as_deref(), &[])?;

@@ -34,7 +34,54 @@ pub struct Settings {
     pub catalog: CatalogSettings,
     pub loadtest: LoadtestSettings,
     pub idempotency: IdempotencySettings,
+    pub payments: PaymentsSettings,
+    pub pg_sandbox: PgSandboxSettings,
     pub log: LogSettings,
+}
+
+/// `[payments]`: the gateways and how hard to try them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentsSettings {
+    /// The gateway a payment goes to when the shopper names none.
+    pub default_provider: String,
+    /// Longest wait for one gateway answer, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Calls of one confirm, lookup or refund before giving up on transient errors.
+    pub num_attempts: usize,
+    /// First and longest pause between attempts, in milliseconds (exponential, jittered).
+    pub retry_min_delay_ms: u64,
+    pub retry_max_delay_ms: u64,
+    /// A confirm with no stored outcome this many milliseconds after it started is looked up.
+    pub reconcile_after_ms: u64,
+    /// How often the sweeper reconciles and retries refunds, in milliseconds.
+    pub sweep_interval_ms: u64,
+    /// Payment workers.
+    pub num_workers: usize,
+    /// Longest wait for a confirm's answer, in milliseconds (then 503 `outcome_unknown`).
+    pub confirm_timeout_ms: u64,
+    pub toss: GatewaySettings,
+    pub nice: GatewaySettings,
+    pub sandbox: GatewaySettings,
+}
+
+/// One gateway's address and keys.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewaySettings {
+    /// Base URL without `/v1`. Empty: the sandbox mounted on this server.
+    pub base_url: String,
+    /// NicePay's client key (the Basic authorization's user); unused by Toss.
+    pub client_key: String,
+    /// The secret key.
+    pub secret_key: SecretString,
+}
+
+/// `[pg_sandbox]`: the sandbox gateway mounted at `/pg-sandbox`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PgSandboxSettings {
+    /// Serve the sandbox at `/pg-sandbox` on this server.
+    pub mount: bool,
+    /// `X-Sandbox-Key` for its fault settings and charge list (admins' tokens work too).
+    pub admin_key: SecretString,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -38,15 +38,17 @@ impl Application {
         let (store, comparison) = hurry_persistence::connect_with_comparison(&options)
             .await
             .with_context(|| "cannot open the database")?;
-        let state = build_state(settings, store, comparison).await?;
+        // Bound first: the gateways of the mounted sandbox call this address.
+        let listener = TcpListener::bind(settings.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+        let local_addr = listener.local_addr()?;
+        let state = build_state(settings, store, comparison, local_addr).await?;
         if let Err(err) = crate::bootstrap::bootstrap_admin(&state).await {
             state.stop_background();
             state.engine.stop().await;
             return Err(err.context("cannot set up the bootstrap admin"));
         }
-        let listener = TcpListener::bind(state.settings.http.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", state.settings.http.listen))?;
         Ok(Self { listener, state })
     }
 
@@ -90,6 +92,7 @@ async fn build_state(
     settings: Settings,
     store: Arc<dyn Store>,
     comparison: Arc<dyn ComparisonStore>,
+    local_addr: SocketAddr,
 ) -> anyhow::Result<AppState> {
     let secret = match settings.auth.jwt_secret.expose_secret() {
         "" => {
@@ -166,6 +169,16 @@ async fn build_state(
         settings.engine.call_timeout(),
         keyed_users,
     );
+    let tokens = Arc::new(tokens);
+    let payments = crate::payments::start(
+        &settings,
+        &store,
+        &engine,
+        local_addr,
+        &tokens,
+        &revocations,
+    )
+    .await?;
     let catalog = crate::catalog::CatalogCache::new(
         Duration::from_millis(settings.catalog.cache_ttl_ms),
         settings.catalog.cache_max_items,
@@ -176,8 +189,11 @@ async fn build_state(
         engine,
         catalog,
         events: Arc::new(events),
-        tokens: Arc::new(tokens),
+        tokens,
         revocations,
+        payments: payments.payments,
+        sandbox: payments.sandbox,
+        payment_sweeper: payments.sweeper,
         revocation_listener,
         passwords,
         pii,

@@ -31,12 +31,15 @@ impl AppState {
         Self(Arc::new(shared))
     }
 
-    /// Stops the background work: event relay and consumers, the revocation listener.
+    /// Stops the background work: event relay and consumers, the revocation listener, the
+    /// payment workers and their sweeper.
     pub fn stop_background(&self) {
         self.events.stop();
         if let Some(listener) = &self.revocation_listener {
             listener.abort();
         }
+        self.payment_sweeper.abort();
+        self.payments.stop();
     }
 }
 
@@ -59,4 +62,10 @@ pub struct Shared {
     pub seller: Arc<dyn Seller>,
     pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,
+    /// Confirms, reconciliation and refunds.
+    pub payments: Arc<hurry_engine::payment::Payments>,
+    /// The sandbox gateway mounted at `/pg-sandbox` (when `pg_sandbox.mount`).
+    pub sandbox: Option<crate::pg_sandbox::Sandbox>,
+    /// Reconciles payments in doubt and retries owed refunds.
+    pub payment_sweeper: tokio::task::JoinHandle<()>,
 }

@@ -160,3 +160,65 @@ impl From<hurry_persistence::DeadLetterRecord> for DeadLetterView {
         }
     }
 }
+
+/// A payment as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct PaymentView {
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub pg_order_id: String,
+    pub provider: String,
+    pub amount: i64,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<DateTime<Utc>>,
+    pub refunded_amount: i64,
+}
+
+impl From<hurry_persistence::PaymentRecord> for PaymentView {
+    fn from(payment: hurry_persistence::PaymentRecord) -> Self {
+        Self {
+            payment_id: payment.id,
+            order_id: payment.order_id,
+            pg_order_id: payment.pg_order_id,
+            provider: payment.provider,
+            amount: payment.amount,
+            status: payment.status,
+            payment_key: payment.payment_key,
+            approved_at: payment.approved_at,
+            refunded_amount: payment.refunded_amount,
+        }
+    }
+}
+
+/// A refund as admins see it.
+#[derive(Debug, Serialize)]
+pub struct RefundView {
+    pub refund_id: i64,
+    pub payment_id: i64,
+    pub order_id: i64,
+    pub provider: String,
+    pub amount: i64,
+    pub reason: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+impl From<hurry_persistence::RefundRecord> for RefundView {
+    fn from(refund: hurry_persistence::RefundRecord) -> Self {
+        Self {
+            refund_id: refund.id,
+            payment_id: refund.payment_id,
+            order_id: refund.order_id,
+            provider: refund.provider,
+            amount: refund.amount,
+            reason: refund.reason,
+            status: refund.status,
+            attempts: refund.attempts,
+            last_error: refund.last_error,
+        }
+    }
+}

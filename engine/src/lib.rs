@@ -12,6 +12,8 @@
 //! - [`drop`]: item actors, their supervisor, the shared registry and the stock lease.
 //! - [`writer`]: the group-commit writer and the order id allocator.
 //! - [`events`]: the outbox relay, the event bus (Redis Streams or in process), consumers.
+//! - [`order`]: the order life cycle, a table of allowed status moves.
+//! - [`payment`]: gateways (Toss, NicePay), the payment workers, reconciliation, refunds.
 //! - [`supervisor`]: the root actor, which restarts the writer.
 //! - [`seller`]: [`Seller`], the one door purchases go through, and its errors.
 //! - [`engine`]: [`Engine`], the handle the API holds (the seller of drops).
@@ -25,6 +27,8 @@ pub mod domain;
 pub mod drop;
 pub mod engine;
 pub mod events;
+pub mod order;
+pub mod payment;
 pub mod seller;
 pub mod supervisor;
 pub mod writer;

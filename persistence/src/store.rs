@@ -23,6 +23,7 @@ pub trait Store:
     + CatalogStore
     + CartStore
     + OrderStore
+    + PaymentStore
     + SessionStore
     + EventStore
     + Send
@@ -237,6 +238,65 @@ pub trait CartStore: Send + Sync {
 
     /// Takes an item off the wishlist.
     async fn remove_wishlist_item(&self, user_id: i64, item_id: i64) -> Result<(), StoreError>;
+}
+
+/// Payments of orders and the refunds owed on them.
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    /// Stores a new `ready` payment.
+    async fn create_payment(&self, payment: &NewPayment) -> Result<PaymentRecord, StoreError>;
+
+    /// Finds a payment by id.
+    async fn payment_by_id(&self, id: i64) -> Result<Option<PaymentRecord>, StoreError>;
+
+    /// Finds a payment by the order id the gateway knows it by.
+    async fn payment_by_pg_order_id(
+        &self,
+        pg_order_id: &str,
+    ) -> Result<Option<PaymentRecord>, StoreError>;
+
+    /// Stores `payment_key` on ready payment `payment_id` before its confirm goes to the
+    /// gateway (so a lost answer can be looked up); `None` for an unknown payment.
+    async fn start_confirm(
+        &self,
+        payment_id: i64,
+        payment_key: &str,
+    ) -> Result<Option<ConfirmStart>, StoreError>;
+
+    /// Stores a charge the gateway took, in one transaction: the payment becomes `paid`, and
+    /// its order `paid` with an `order.paid` event when the order was waiting for it;
+    /// otherwise a refund of the whole amount is queued (reason `late`).
+    async fn record_charge(
+        &self,
+        payment_id: i64,
+        approved_at: DateTime<Utc>,
+    ) -> Result<Option<ChargeRecorded>, StoreError>;
+
+    /// Stores a confirm the gateway refused for good, in one transaction: a ready payment
+    /// becomes `failed` (`payment.failed`), and its order, when it was waiting for payment,
+    /// `payment_failed` (`order.payment_failed`) with the general stock of its lines given
+    /// back. Answers the order so released (its drop lines are the caller's to give back to
+    /// their actors); `None` when nothing was released.
+    async fn record_failure(&self, payment_id: i64) -> Result<Option<OrderRecord>, StoreError>;
+
+    /// Ready payments with a confirm started longer than `older_than` ago whose outcome is
+    /// not stored (reconciliation looks them up), oldest first.
+    async fn payments_in_doubt(
+        &self,
+        older_than: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRecord>, StoreError>;
+
+    /// Refunds in `status` (`pending` or `done`), oldest first.
+    async fn refunds(&self, status: &str, limit: u32) -> Result<Vec<RefundRecord>, StoreError>;
+
+    /// Marks a refund done and adds its amount to its payment's `refunded_amount` (the
+    /// payment becomes `refunded` when all of it is back), with a `payment.refunded` event;
+    /// `false` when it was done before.
+    async fn finish_refund(&self, refund_id: i64) -> Result<bool, StoreError>;
+
+    /// Counts a failed attempt at a refund and keeps its error.
+    async fn refund_attempt_failed(&self, refund_id: i64, error: &str) -> Result<(), StoreError>;
 }
 
 /// Orders, batched order writes and idempotency records.

@@ -42,33 +42,54 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::unauthorized("malformed authorization header"))?;
-        let claims = state
-            .tokens
-            .verify(token)
-            .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
-        let id = claims
-            .sub
-            .parse()
-            .map_err(|_| ApiError::unauthorized("invalid token subject"))?;
-        if state.revocations.refuses(id, &claims) {
-            return Err(ApiError::unauthorized("token was revoked"));
-        }
-        Ok(AuthUser {
-            id,
-            roles: claims.roles.clone(),
-            jti: claims.jti.clone(),
-            exp: claims.exp,
-            family: claims.fam.clone(),
-        })
+        authenticate(&parts.headers, &state.tokens, &state.revocations)
+    }
+}
+
+/// The caller of a request with `headers`: a valid, unrevoked bearer token, or 401.
+pub fn authenticate(
+    headers: &axum::http::HeaderMap,
+    tokens: &TokenKeys,
+    revocations: &Revocations,
+) -> Result<AuthUser, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("malformed authorization header"))?;
+    let claims = tokens
+        .verify(token)
+        .map_err(|_| ApiError::unauthorized("invalid or expired token"))?;
+    let id = claims
+        .sub
+        .parse()
+        .map_err(|_| ApiError::unauthorized("invalid token subject"))?;
+    if revocations.refuses(id, &claims) {
+        return Err(ApiError::unauthorized("token was revoked"));
+    }
+    Ok(AuthUser {
+        id,
+        roles: claims.roles.clone(),
+        jti: claims.jti.clone(),
+        exp: claims.exp,
+        family: claims.fam.clone(),
+    })
+}
+
+/// The server's admins, for the mounted sandbox gateway's admin calls.
+pub struct TokenAdmins {
+    pub tokens: std::sync::Arc<TokenKeys>,
+    pub revocations: std::sync::Arc<Revocations>,
+}
+
+#[async_trait::async_trait]
+impl crate::pg_sandbox::AdminCheck for TokenAdmins {
+    async fn is_admin(&self, headers: &axum::http::HeaderMap) -> bool {
+        authenticate(headers, &self.tokens, &self.revocations)
+            .is_ok_and(|user| user.has_role("admin"))
     }
 }
 

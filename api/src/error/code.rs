@@ -55,6 +55,11 @@ error_codes! {
     DropClosed,
     /// 409: a drop purchase of an item that is not sold in a drop.
     NotADrop,
+    /// 409: a confirm's amount is not the payment's (nothing is charged).
+    AmountMismatch,
+    /// 409: the order stopped waiting for payment (expired or cancelled; nothing is charged,
+    /// or a charge that landed meanwhile is refunded).
+    OrderExpired,
     /// 413: the body is larger than the limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -97,6 +102,8 @@ impl ErrorCode {
             Self::DropNotOpen => "drop_not_open",
             Self::DropClosed => "drop_closed",
             Self::NotADrop => "not_a_drop",
+            Self::AmountMismatch => "amount_mismatch",
+            Self::OrderExpired => "order_expired",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ValidationFailed => "validation_failed",
@@ -125,7 +132,9 @@ impl ErrorCode {
             | Self::LimitReached
             | Self::DropNotOpen
             | Self::DropClosed
-            | Self::NotADrop => StatusCode::CONFLICT,
+            | Self::NotADrop
+            | Self::AmountMismatch
+            | Self::OrderExpired => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationFailed | Self::IdempotencyMismatch | Self::DropItemInOrder => {
@@ -160,6 +169,8 @@ impl ErrorCode {
             | Self::DropNotOpen
             | Self::DropClosed
             | Self::NotADrop
+            | Self::AmountMismatch
+            | Self::OrderExpired
             | Self::PayloadTooLarge
             | Self::UnsupportedMediaType
             | Self::ValidationFailed
@@ -203,6 +214,8 @@ mod tests {
         ("drop_not_open", 409, false),
         ("drop_closed", 409, false),
         ("not_a_drop", 409, false),
+        ("amount_mismatch", 409, false),
+        ("order_expired", 409, false),
         ("payload_too_large", 413, false),
         ("unsupported_media_type", 415, false),
         ("validation_failed", 422, false),

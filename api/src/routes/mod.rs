@@ -7,6 +7,7 @@ pub mod general_orders;
 pub mod items;
 pub mod ops;
 pub mod orders;
+pub mod payments;
 pub mod provisioning;
 pub mod users;
 pub mod verify;
@@ -27,15 +28,20 @@ pub fn router(state: AppState) -> Router {
         .merge(items::router())
         .merge(orders::router())
         .merge(general_orders::router())
+        .merge(payments::router())
         .merge(cart::router())
         .merge(users::router())
         .merge(verify::router())
         .merge(admin::router())
         .merge(provisioning::router());
-    Router::new()
-        .nest("/api/v1", api)
-        .merge(ops::router())
-        .fallback(|| async { ApiError::not_found("no such route") })
+    let mut root = Router::new().nest("/api/v1", api).merge(ops::router());
+    if let Some(sandbox) = &state.sandbox {
+        root = root.nest_service(
+            crate::payments::SANDBOX_PATH,
+            crate::pg_sandbox::router(sandbox.clone()),
+        );
+    }
+    root.fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 ErrorCode::MethodNotAllowed,

@@ -93,6 +93,38 @@ impl EventsSettings {
     }
 }
 
+impl super::PaymentsSettings {
+    /// The payment workers' configuration.
+    pub fn payment_config(&self) -> hurry_engine::payment::PaymentConfig {
+        hurry_engine::payment::PaymentConfig {
+            num_attempts: self.num_attempts.max(1),
+            retry_min_delay: Duration::from_millis(self.retry_min_delay_ms),
+            retry_max_delay: Duration::from_millis(self.retry_max_delay_ms),
+            reconcile_after: Duration::from_millis(self.reconcile_after_ms),
+            num_workers: self.num_workers.max(1),
+            call_timeout: Duration::from_millis(self.confirm_timeout_ms),
+        }
+    }
+
+    /// Each gateway's name and settings.
+    pub fn gateways(&self) -> [(&'static str, &super::GatewaySettings); 3] {
+        [
+            ("toss", &self.toss),
+            ("nice", &self.nice),
+            ("sandbox", &self.sandbox),
+        ]
+    }
+}
+
+impl super::GatewaySettings {
+    /// The Basic authorization's `user:password`: NicePay's client key and secret key, or
+    /// (Toss's shape, no client key) the secret key and an empty password.
+    pub fn credentials(&self) -> String {
+        use secrecy::ExposeSecret;
+        format!("{}:{}", self.client_key, self.secret_key.expose_secret())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::book::DropBook;
 use super::error::DropError;
 use super::lease::StockLease;
-use super::messages::{ItemMessage, ItemStatus, PurchaseReply};
+use super::messages::{ItemMessage, ItemStatus, PurchaseReply, ReleaseChange};
 use super::settle::DropUnits;
 use super::slot::DropSlot;
 use crate::domain::{OrderStatus, Quantity};
@@ -112,12 +112,12 @@ impl Actor for ItemActor {
             ItemMessage::Status(reply) => {
                 let _ = reply.send(state.status());
             }
-            ItemMessage::Cancel {
-                order_id,
+            ItemMessage::Release {
                 user_id,
                 quantity,
+                change,
                 reply,
-            } => state.cancel(myself, order_id, user_id, quantity, reply),
+            } => state.release(myself, user_id, quantity, change, reply),
             ItemMessage::Restock { user_id, quantity } => {
                 state.book.restock(user_id, quantity);
                 state.mirror();
@@ -248,37 +248,29 @@ impl ItemState {
         });
     }
 
-    /// Cancels off the actor's loop; the slot counts it in flight so that a restart waits for
-    /// the outcome before recounting.
-    fn cancel(
+    /// Runs a release off the actor's loop; the slot counts it in flight so that a restart
+    /// waits for the outcome before recounting.
+    fn release(
         &self,
         myself: ActorRef<ItemMessage>,
-        order_id: i64,
         user_id: i64,
         quantity: Quantity,
+        change: ReleaseChange,
         reply: RpcReplyPort<Result<bool, DropError>>,
     ) {
         let slot = self.args.slot.clone();
-        let store = self.args.store.clone();
         slot.draft_started();
         tokio::spawn(async move {
-            let cancelled = store
-                .transition_order(
-                    order_id,
-                    OrderStatus::PendingPayment.as_str(),
-                    OrderStatus::Cancelled.as_str(),
-                )
-                .await;
-            let answer = match cancelled {
+            let answer = match change.0.await {
                 Ok(true) => {
                     let _ = myself.cast(ItemMessage::Restock { user_id, quantity });
                     Ok(true)
                 }
                 Ok(false) => Ok(false),
                 Err(err) => {
-                    // The update may have landed: only the store can tell how many units are
+                    // The change may have landed: only the store can tell how many units are
                     // sold now, so this actor starts again from it.
-                    tracing::error!(error = %err, order_id, "cancellation outcome unknown");
+                    tracing::error!(error = %err, "release outcome unknown");
                     let _ = myself.cast(ItemMessage::Recount);
                     Err(DropError::Unavailable)
                 }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use hurry_persistence::OrderRecord;
+use futures::future::BoxFuture;
+use hurry_persistence::{OrderRecord, StoreError};
 use ractor::RpcReplyPort;
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -14,6 +15,16 @@ use crate::writer::Ticket;
 
 /// Where a purchase's answer goes: the order once committed, or why not.
 pub type PurchaseReply = oneshot::Sender<Result<OrderRecord, PurchaseError>>;
+
+/// A store transaction that releases an order's units: `true` when it moved the order (an
+/// order no longer in the status it expected is left alone: `false`).
+pub struct ReleaseChange(pub BoxFuture<'static, Result<bool, StoreError>>);
+
+impl std::fmt::Debug for ReleaseChange {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ReleaseChange")
+    }
+}
 
 /// Messages an [`ItemActor`](super::ItemActor) handles.
 #[derive(Debug)]
@@ -34,15 +45,16 @@ pub enum ItemMessage {
         num_committed: u64,
         released: Vec<(i64, Quantity)>,
     },
-    /// Cancel pending order `order_id` (one line of `quantity` units for `user_id`) and
-    /// restock its units once the store confirms; answers whether this call cancelled it.
-    Cancel {
-        order_id: i64,
+    /// Run `change`, a store transaction that moves an order of this drop (one line of
+    /// `quantity` units for `user_id`) to a status that gives its units back, and restock the
+    /// units once it answers `true`; answers what the change answered.
+    Release {
         user_id: i64,
         quantity: Quantity,
+        change: ReleaseChange,
         reply: RpcReplyPort<Result<bool, DropError>>,
     },
-    /// A cancellation committed: the units are sellable again.
+    /// A release committed: the units are sellable again.
     Restock { user_id: i64, quantity: Quantity },
     /// Adds `delta` units to the drop (negative: takes unsold units out), durably; answers the
     /// drop's units afterwards. Added units are sellable once the answer is sent.

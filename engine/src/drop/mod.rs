@@ -21,7 +21,7 @@ pub use actor::{ItemActor, ItemArgs};
 pub use book::DropBook;
 pub use error::DropError;
 pub use lease::{LocalLease, StockLease};
-pub use messages::{ItemMessage, ItemStatus, PurchaseReply};
+pub use messages::{ItemMessage, ItemStatus, PurchaseReply, ReleaseChange};
 pub use settle::DropUnits;
 pub use slot::{DropRegistry, DropSlot};
 pub use supervisor::{DropSupervisor, SupervisorMessage};
