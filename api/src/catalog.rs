@@ -11,6 +11,8 @@ use std::time::Duration;
 use hurry_persistence::{ItemRecord, Page, Store, StoreError};
 use moka::sync::Cache;
 
+/// Cheap to clone: the clones share the caches.
+#[derive(Clone)]
 pub struct CatalogCache {
     items: Cache<i64, Arc<ItemRecord>>,
     pages: Cache<(u32, u32), Arc<Page<ItemRecord>>>,

@@ -254,6 +254,8 @@ impl From<hurry_engine::payment::PaymentError> for ApiError {
             PaymentError::NotFound => ErrorCode::NotFound,
             PaymentError::AmountMismatch => ErrorCode::AmountMismatch,
             PaymentError::OrderExpired => ErrorCode::OrderExpired,
+            PaymentError::NotCancellable(_) => ErrorCode::NotCancellable,
+            PaymentError::NotReturnable(_) => ErrorCode::NotReturnable,
             PaymentError::NotPayable(_) | PaymentError::OtherKey => ErrorCode::Conflict,
             PaymentError::Unavailable => ErrorCode::Unavailable,
             PaymentError::OutcomeUnknown => {

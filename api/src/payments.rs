@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hurry_engine::payment::breaker::GuardedGateway;
 use hurry_engine::payment::gateway::nice::NiceGateway;
 use hurry_engine::payment::gateway::toss::TossGateway;
 use hurry_engine::payment::gateway::{GatewayEndpoint, PaymentGateway};
@@ -39,14 +40,19 @@ pub async fn start(
     local_addr: SocketAddr,
     tokens: &Arc<TokenKeys>,
     revocations: &Arc<Revocations>,
+    catalog: &crate::catalog::CatalogCache,
 ) -> anyhow::Result<PaymentParts> {
     let payments_settings = &settings.payments;
     let gateways = gateways(payments_settings, settings.pg_sandbox.mount, local_addr)?;
-    if !gateways.contains_key(&payments_settings.default_provider) {
-        anyhow::bail!(
-            "payments.default_provider is {:?}: it must be toss, nice or sandbox",
-            payments_settings.default_provider
-        );
+    let named = std::iter::once(&payments_settings.default_provider)
+        .chain(&payments_settings.fallback_providers);
+    for name in named {
+        if !gateways.contains_key(name) {
+            anyhow::bail!(
+                "payments names the gateway {name:?} (default_provider, fallback_providers): \
+                 it must be toss, nice or sandbox"
+            );
+        }
     }
     let sandbox = settings.pg_sandbox.mount.then(|| {
         let admins = TokenAdmins {
@@ -64,6 +70,10 @@ pub async fn start(
         gateways,
         config: payments_settings.payment_config(),
         refunds_due: Arc::default(),
+        stock_released: {
+            let catalog = catalog.clone();
+            Arc::new(move |ids: &[i64]| catalog.changed(ids))
+        },
     };
     let payments = Payments::start(context)
         .await
@@ -98,6 +108,7 @@ fn gateways(
     local_addr: SocketAddr,
 ) -> anyhow::Result<HashMap<String, Arc<dyn PaymentGateway>>> {
     let timeout = Duration::from_millis(settings.request_timeout_ms);
+    let breakers = settings.breaker_config();
     let mut gateways: HashMap<String, Arc<dyn PaymentGateway>> = HashMap::new();
     for (name, gateway) in settings.gateways() {
         let base_url = if gateway.base_url.is_empty() {
@@ -120,7 +131,10 @@ fn gateways(
             "nice" => Arc::new(NiceGateway::new(endpoint)),
             _ => Arc::new(TossGateway::new(name, endpoint)),
         };
-        gateways.insert(name.to_owned(), client);
+        gateways.insert(
+            name.to_owned(),
+            Arc::new(GuardedGateway::new(client, &breakers)),
+        );
     }
     Ok(gateways)
 }

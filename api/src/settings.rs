@@ -44,6 +44,13 @@ pub struct Settings {
 pub struct PaymentsSettings {
     /// The gateway a payment goes to when the shopper names none.
     pub default_provider: String,
+    /// The gateways that take new payments over while the chosen one's breaker is open, in
+    /// order.
+    pub fallback_providers: Vec<String>,
+    /// Consecutive failed calls (5xx, no answer) that open a gateway's breaker, and how long
+    /// it stays open before a probe, in milliseconds.
+    pub breaker_failures: u32,
+    pub breaker_open_ms: u64,
     /// Longest wait for one gateway answer, in milliseconds.
     pub request_timeout_ms: u64,
     /// Calls of one confirm, lookup or refund before giving up on transient errors.
@@ -59,6 +66,12 @@ pub struct PaymentsSettings {
     pub num_workers: usize,
     /// Longest wait for a confirm's answer, in milliseconds (then 503 `outcome_unknown`).
     pub confirm_timeout_ms: u64,
+    /// Seconds a paid order waits before `preparing`, then before `shipping`, then before
+    /// `delivered`; days after delivery a return is taken.
+    pub preparing_after_secs: u64,
+    pub shipping_after_secs: u64,
+    pub delivered_after_secs: u64,
+    pub return_window_days: u64,
     pub toss: GatewaySettings,
     pub nice: GatewaySettings,
     pub sandbox: GatewaySettings,

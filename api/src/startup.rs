@@ -169,6 +169,10 @@ async fn build_state(
         settings.engine.call_timeout(),
         keyed_users,
     );
+    let catalog = crate::catalog::CatalogCache::new(
+        Duration::from_millis(settings.catalog.cache_ttl_ms),
+        settings.catalog.cache_max_items,
+    );
     let tokens = Arc::new(tokens);
     let payments = crate::payments::start(
         &settings,
@@ -177,12 +181,9 @@ async fn build_state(
         local_addr,
         &tokens,
         &revocations,
+        &catalog,
     )
     .await?;
-    let catalog = crate::catalog::CatalogCache::new(
-        Duration::from_millis(settings.catalog.cache_ttl_ms),
-        settings.catalog.cache_max_items,
-    );
     Ok(AppState::new(Shared {
         settings: Arc::new(settings),
         store,

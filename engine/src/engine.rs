@@ -12,7 +12,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use tokio::sync::oneshot;
 
-use crate::domain::{OrderStatus, Quantity};
+use crate::domain::Quantity;
 use crate::drop::{
     DropError, DropRegistry, DropSlot, ItemArgs, ItemMessage, ItemStatus, LocalLease, StockLease,
     SupervisorMessage,
@@ -231,29 +231,6 @@ impl Engine {
                 .await
                 .unwrap_or_else(|_| Err(PurchaseError::OutcomeUnknown(InDoubt::lost()))),
         }
-    }
-
-    /// Cancels pending order `order_id` whose one line is `quantity` units of `item_id`,
-    /// giving the units back to the drop when it is served here; `Ok(false)` when the order was
-    /// no longer pending.
-    pub async fn cancel_order(
-        &self,
-        order_id: i64,
-        item_id: i64,
-        user_id: i64,
-        quantity: Quantity,
-    ) -> Result<bool, PurchaseError> {
-        let store = self.store.clone();
-        let change = async move {
-            store
-                .transition_order(
-                    order_id,
-                    OrderStatus::PendingPayment.as_str(),
-                    OrderStatus::Cancelled.as_str(),
-                )
-                .await
-        };
-        self.release_units(item_id, user_id, quantity, change).await
     }
 
     /// Runs `change`, a store transaction that moves an order of `quantity` units of

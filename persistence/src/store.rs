@@ -292,11 +292,48 @@ pub trait PaymentStore: Send + Sync {
 
     /// Marks a refund done and adds its amount to its payment's `refunded_amount` (the
     /// payment becomes `refunded` when all of it is back), with a `payment.refunded` event;
-    /// `false` when it was done before.
+    /// a `return` refund also moves its order from `return_requested` to `returned`, its
+    /// general stock back, with `order.returned`. `false` when it was done before.
     async fn finish_refund(&self, refund_id: i64) -> Result<bool, StoreError>;
 
     /// Counts a failed attempt at a refund and keeps its error.
     async fn refund_attempt_failed(&self, refund_id: i64, error: &str) -> Result<(), StoreError>;
+
+    /// Unpaid orders whose payment deadline is at or before `now`, with their lines, soonest
+    /// deadline first.
+    async fn orders_past_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// Expires order `order_id` when it is still unpaid at `now` past its deadline, in one
+    /// transaction: `expired`, its general stock back, `order.expired`. `false` (nothing
+    /// written) otherwise.
+    async fn expire_order(&self, order_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Cancels order `order_id` when it is in `from`, in one transaction: `cancelled`, its
+    /// general stock back, a refund (reason `cancel`) of what its paid payment has not given
+    /// back yet, `order.cancelled`. `false` (nothing written) when it was not in `from`.
+    async fn cancel_order(&self, order_id: i64, from: &str) -> Result<bool, StoreError>;
+
+    /// Moves delivered order `order_id` to `return_requested` when it was delivered at or
+    /// after `delivered_since`, with a refund (reason `return`) of its paid payment's rest
+    /// and `order.return_requested`; `false` (nothing written) otherwise. The order becomes
+    /// `returned`, its stock back, when the refund is through ([`PaymentStore::finish_refund`]).
+    async fn request_return(
+        &self,
+        order_id: i64,
+        delivered_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Orders in `status` whose last change was before `before`, oldest first.
+    async fn orders_in_status_since(
+        &self,
+        status: &str,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<i64>, StoreError>;
 }
 
 /// Orders, batched order writes and idempotency records.

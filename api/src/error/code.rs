@@ -60,6 +60,10 @@ error_codes! {
     /// 409: the order stopped waiting for payment (expired or cancelled; nothing is charged,
     /// or a charge that landed meanwhile is refunded).
     OrderExpired,
+    /// 409: the order has shipped or ended and cannot be cancelled.
+    NotCancellable,
+    /// 409: the order is not delivered, or its return window is over.
+    NotReturnable,
     /// 413: the body is larger than the limit.
     PayloadTooLarge,
     /// 415: the body is not JSON.
@@ -104,6 +108,8 @@ impl ErrorCode {
             Self::NotADrop => "not_a_drop",
             Self::AmountMismatch => "amount_mismatch",
             Self::OrderExpired => "order_expired",
+            Self::NotCancellable => "not_cancellable",
+            Self::NotReturnable => "not_returnable",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ValidationFailed => "validation_failed",
@@ -134,7 +140,9 @@ impl ErrorCode {
             | Self::DropClosed
             | Self::NotADrop
             | Self::AmountMismatch
-            | Self::OrderExpired => StatusCode::CONFLICT,
+            | Self::OrderExpired
+            | Self::NotCancellable
+            | Self::NotReturnable => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationFailed | Self::IdempotencyMismatch | Self::DropItemInOrder => {
@@ -171,6 +179,8 @@ impl ErrorCode {
             | Self::NotADrop
             | Self::AmountMismatch
             | Self::OrderExpired
+            | Self::NotCancellable
+            | Self::NotReturnable
             | Self::PayloadTooLarge
             | Self::UnsupportedMediaType
             | Self::ValidationFailed
@@ -216,6 +226,8 @@ mod tests {
         ("not_a_drop", 409, false),
         ("amount_mismatch", 409, false),
         ("order_expired", 409, false),
+        ("not_cancellable", 409, false),
+        ("not_returnable", 409, false),
         ("payload_too_large", 413, false),
         ("unsupported_media_type", 415, false),
         ("validation_failed", 422, false),

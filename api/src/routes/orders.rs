@@ -21,6 +21,70 @@ pub fn router() -> Router<AppState> {
         .route("/items/{id}/purchase", post(purchase))
         .route("/orders", get(list_orders))
         .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/cancel", post(cancel_order))
+        .route("/orders/{id}/return", post(return_order))
+}
+
+#[derive(Deserialize)]
+struct ReasonBody {
+    reason: String,
+}
+
+/// Longest `reason` of a cancel or return, in bytes.
+const MAX_REASON_LEN: usize = 500;
+
+fn check_reason(body: &ReasonBody) -> Result<(), ApiError> {
+    if body.reason.len() > MAX_REASON_LEN {
+        return Err(ApiError::invalid_field(
+            "reason",
+            "must be at most 500 bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// Cancels the caller's order before it ships: its units go back to stock and a paid
+/// payment is refunded through the gateway that took it.
+async fn cancel_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<OrderView>, ApiError> {
+    check_reason(&body)?;
+    own_order(&state, user.id, id).await?;
+    tracing::info!(order_id = id, reason = %body.reason, "order cancel asked");
+    let order = state.payments.cancel(id).await?;
+    Ok(Json(order.into()))
+}
+
+/// Takes the caller's delivered order back within the return window: its payment is
+/// refunded, and it is `returned` (units back) once the refund is through.
+async fn return_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> Result<Json<OrderView>, ApiError> {
+    check_reason(&body)?;
+    own_order(&state, user.id, id).await?;
+    tracing::info!(order_id = id, reason = %body.reason, "order return asked");
+    let order = state.payments.request_return(id).await?;
+    Ok(Json(order.into()))
+}
+
+/// The caller's order `id`, or 404.
+async fn own_order(
+    state: &AppState,
+    user_id: i64,
+    id: i64,
+) -> Result<hurry_persistence::OrderRecord, ApiError> {
+    state
+        .store
+        .order_by_id(id)
+        .await?
+        .filter(|order| order.user_id == user_id)
+        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))
 }
 
 #[derive(Deserialize)]
@@ -102,11 +166,5 @@ async fn get_order(
     user: AuthUser,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<OrderView>, ApiError> {
-    state
-        .store
-        .order_by_id(id)
-        .await?
-        .filter(|order| order.user_id == user.id)
-        .map(|order| Json(order.into()))
-        .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))
+    Ok(Json(own_order(&state, user.id, id).await?.into()))
 }

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/payments/confirm", post(confirm))
         .route("/payments/{id}", get(get_payment))
         .route("/admin/refunds", get(list_refunds))
+        .route("/admin/gateways", get(list_gateways))
 }
 
 /// The gateways a payment may name.
@@ -39,18 +40,21 @@ async fn open_payment(
     ApiPath(order_id): ApiPath<i64>,
     ApiJson(body): ApiJson<OpenBody>,
 ) -> Result<(StatusCode, Json<PaymentView>), ApiError> {
-    let provider = match body.provider {
-        Some(provider) if PROVIDERS.contains(&provider.as_str()) => provider,
-        Some(_) => {
+    if let Some(provider) = &body.provider {
+        if !PROVIDERS.contains(&provider.as_str()) {
             return Err(ApiError::invalid_field(
                 "provider",
                 "must be toss, nice or sandbox",
-            ))
+            ));
         }
-        None => state.settings.payments.default_provider.clone(),
-    };
+    }
     let order = own_order(&state, user.id, order_id).await?;
     payable(&order)?;
+    // A gateway whose breaker is open hands its new payments to the next one.
+    let provider = state
+        .payments
+        .context()
+        .provider_for(body.provider.as_deref())?;
     let id = state.store.allocate_ids("payments", 1).await?;
     let payment = NewPayment {
         id,
@@ -153,6 +157,21 @@ async fn list_refunds(
         .map(RefundView::from)
         .collect();
     Ok(Json(serde_json::json!({ "refunds": refunds })))
+}
+
+/// Every gateway with the state of its circuit breaker.
+async fn list_gateways(State(state): State<AppState>, _admin: Admin) -> Json<serde_json::Value> {
+    let mut gateways: Vec<serde_json::Value> = state
+        .payments
+        .context()
+        .gateways
+        .iter()
+        .map(|(name, gateway)| {
+            serde_json::json!({ "provider": name, "breaker": gateway.breaker_state() })
+        })
+        .collect();
+    gateways.sort_by(|a, b| a["provider"].as_str().cmp(&b["provider"].as_str()));
+    Json(serde_json::json!({ "gateways": gateways }))
 }
 
 /// The caller's order `order_id`, or 404.

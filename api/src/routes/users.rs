@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use hurry_engine::domain::{OrderStatus, Quantity};
-use hurry_persistence::{now_micros, OrderRecord, ProfileChange, SealedColumn, UserRecord};
+use hurry_engine::domain::OrderStatus;
+use hurry_engine::payment::PaymentError;
+use hurry_persistence::{now_micros, ProfileChange, SealedColumn, UserRecord};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{check_password, check_text};
@@ -178,14 +179,23 @@ async fn delete_me(
             "the password is wrong",
         ));
     }
-    // Cancel first: a failure here leaves the account as it was, and a retry is safe
-    // (an order that is no longer pending is skipped).
-    let open = state
-        .store
-        .orders_in_status(user.id, OrderStatus::PendingPayment.as_str())
-        .await?;
-    for order in open {
-        cancel_open_order(&state, user.id, &order).await?;
+    // Cancel first: a failure here leaves the account as it was, and a retry is safe (an
+    // order cancelled meanwhile, or shipped, is skipped). Paid orders are refunded.
+    for status in [
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Preparing,
+    ] {
+        for order in state
+            .store
+            .orders_in_status(user.id, status.as_str())
+            .await?
+        {
+            match state.payments.cancel(order.id).await {
+                Ok(_) | Err(PaymentError::NotCancellable(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
     state
         .store
@@ -197,29 +207,4 @@ async fn delete_me(
         .await?;
     state.revocations.deny_user(user.id).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn cancel_open_order(
-    state: &AppState,
-    user_id: i64,
-    order: &OrderRecord,
-) -> Result<(), ApiError> {
-    let [line] = order.lines.as_slice() else {
-        // Multi-line orders arrive with general orders; none can exist yet.
-        return Err(ApiError::new(
-            ErrorCode::Unavailable,
-            "cannot cancel a multi-line order yet",
-        ));
-    };
-    let quantity = Quantity::new(line.quantity).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "stored order line has a bad quantity",
-        )
-    })?;
-    state
-        .engine
-        .cancel_order(order.id, line.item_id, user_id, quantity)
-        .await?;
-    Ok(())
 }

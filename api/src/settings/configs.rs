@@ -102,7 +102,21 @@ impl super::PaymentsSettings {
             retry_max_delay: Duration::from_millis(self.retry_max_delay_ms),
             reconcile_after: Duration::from_millis(self.reconcile_after_ms),
             num_workers: self.num_workers.max(1),
+            default_provider: self.default_provider.clone(),
+            fallback_providers: self.fallback_providers.clone(),
+            preparing_after: Duration::from_secs(self.preparing_after_secs),
+            shipping_after: Duration::from_secs(self.shipping_after_secs),
+            delivered_after: Duration::from_secs(self.delivered_after_secs),
+            return_window: Duration::from_secs(self.return_window_days * 86_400),
             call_timeout: Duration::from_millis(self.confirm_timeout_ms),
+        }
+    }
+
+    /// The gateways' breakers.
+    pub fn breaker_config(&self) -> hurry_engine::payment::breaker::BreakerConfig {
+        hurry_engine::payment::breaker::BreakerConfig {
+            num_failures: self.breaker_failures.max(1),
+            open_for: Duration::from_millis(self.breaker_open_ms),
         }
     }
 

@@ -16,6 +16,7 @@ mod event_isolation;
 mod events;
 mod idempotency;
 mod loadtest_harness;
+mod order_life;
 mod payments;
 mod provisioning;
 mod relay_wake;

@@ -15,8 +15,6 @@ both_stores!(
     the_sandbox_refuses_bad_keys_bad_faults_and_strangers,
 );
 
-const SANDBOX_KEY: &str = "test-sandbox-key";
-
 /// A general item of `price` won and `stock` units, and a buyer's pending order of one.
 async fn shop_with_order(app: &TestApp, price: i64, stock: i64) -> (i64, String, Value) {
     let (_, seller) = app.seller("seller@hurry.test").await;
@@ -29,33 +27,17 @@ async fn shop_with_order(app: &TestApp, price: i64, stock: i64) -> (i64, String,
     (item, buyer, order)
 }
 
-/// Opens a payment of `order` at `provider` and checks it out at the sandbox (the widget
-/// step); answers the payment and its payment key.
+/// Opens a payment of `order` at `provider` and checks it out; the server computes the
+/// amount.
 async fn checkout(app: &TestApp, buyer: &str, order: &Value, provider: &str) -> (Value, String) {
-    let order_id = order["id"].as_i64().unwrap();
-    let (status, payment) = app
-        .post(
-            &format!("/api/v1/orders/{order_id}/payments"),
-            Some(buyer),
-            json!({"provider": provider}),
-        )
+    let (payment, key) = app
+        .checkout(buyer, order["id"].as_i64().unwrap(), Some(provider))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{payment}");
-    assert_eq!(payment["status"], "ready");
     assert_eq!(
         payment["amount"], order["amount"],
         "the server computes the amount"
     );
-    let (status, checkout) = app
-        .post(
-            "/pg-sandbox/checkout",
-            None,
-            json!({"provider": provider, "pg_order_id": payment["pg_order_id"],
-                   "amount": payment["amount"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{checkout}");
-    let key = checkout["payment_key"].as_str().unwrap().to_owned();
+    assert_eq!(payment["provider"], provider);
     (payment, key)
 }
 
@@ -66,38 +48,15 @@ async fn confirm(
     key: &str,
     amount: i64,
 ) -> (StatusCode, Value) {
-    app.post(
-        "/api/v1/payments/confirm",
-        Some(buyer),
-        json!({"payment_key": key, "pg_order_id": payment["pg_order_id"], "amount": amount}),
-    )
-    .await
+    app.confirm(buyer, payment, key, amount).await
 }
 
-/// The sandbox's ledger, read with its admin key.
 async fn charges(app: &TestApp) -> Vec<Value> {
-    let response = app
-        .client
-        .get(app.url("/pg-sandbox/charges"))
-        .header("X-Sandbox-Key", SANDBOX_KEY)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = read(response).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["charges"].as_array().unwrap().clone()
+    app.charges().await
 }
 
 async fn set_faults(app: &TestApp, faults: Value) -> (StatusCode, Value) {
-    let response = app
-        .client
-        .put(app.url("/pg-sandbox/faults"))
-        .header("X-Sandbox-Key", SANDBOX_KEY)
-        .json(&faults)
-        .send()
-        .await
-        .unwrap();
-    read(response).await
+    app.set_faults(faults).await
 }
 
 async fn a_paid_order_is_charged_once_at_the_gateway_and_reads_back_paid(store: Store) {

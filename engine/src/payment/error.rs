@@ -18,6 +18,12 @@ pub enum PaymentError {
     /// The order is not in a status that takes a payment (paid already, shipped, ...).
     #[error("the order cannot be paid in status {0}")]
     NotPayable(String),
+    /// The order has shipped (or ended): it cannot be cancelled.
+    #[error("an order in status {0} cannot be cancelled")]
+    NotCancellable(String),
+    /// The order is not delivered, or was delivered longer ago than the return window.
+    #[error("{0}")]
+    NotReturnable(String),
     /// A confirm with another payment key was started on this payment.
     #[error("another payment key is confirming this payment")]
     OtherKey,

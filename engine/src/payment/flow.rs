@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
-use hurry_persistence::{ChargeRecorded, ConfirmStart, PaymentRecord, RefundRecord, Store};
+use hurry_persistence::{
+    ChargeRecorded, ConfirmStart, OrderRecord, PaymentRecord, RefundRecord, Store,
+};
 use tokio::sync::Notify;
 
 use super::error::PaymentError;
 use super::gateway::{GatewayError, GatewayPayment, GatewayStatus, PaymentGateway};
+use crate::domain::OrderStatus;
+use crate::order::machine;
 use crate::Engine;
 
 /// Payment settings.
@@ -26,6 +30,16 @@ pub struct PaymentConfig {
     pub reconcile_after: Duration,
     /// Payment workers (one order's jobs go to one worker at a time).
     pub num_workers: usize,
+    /// The gateway a payment goes to when none is asked for, then the ones that take over
+    /// while its breaker is open, in order.
+    pub default_provider: String,
+    pub fallback_providers: Vec<String>,
+    /// When paid orders move on: to `preparing`, `shipping` and `delivered`, each this long
+    /// after the move before; and how long after delivery a return is taken.
+    pub preparing_after: Duration,
+    pub shipping_after: Duration,
+    pub delivered_after: Duration,
+    pub return_window: Duration,
     /// Longest wait for a confirm's answer; past it the answer is `OutcomeUnknown` (the
     /// worker still settles the payment).
     pub call_timeout: Duration,
@@ -42,6 +56,9 @@ pub enum ChargeOutcome {
     Unknown,
 }
 
+/// Told the ids of the items whose general stock came back.
+pub type StockReleased = Arc<dyn Fn(&[i64]) + Send + Sync>;
+
 /// What the workers share.
 pub struct PaymentContext {
     pub store: Arc<dyn Store>,
@@ -50,6 +67,8 @@ pub struct PaymentContext {
     pub config: PaymentConfig,
     /// Woken when a refund is queued.
     pub refunds_due: Arc<Notify>,
+    /// Told the items whose general stock an order gave back (the API's catalogue cache).
+    pub stock_released: StockReleased,
 }
 
 impl PaymentContext {
@@ -65,13 +84,38 @@ impl PaymentContext {
         self.gateways.get(provider).ok_or(PaymentError::Unavailable)
     }
 
+    /// The gateway a new payment goes to: the one asked for (or the default), else the first
+    /// fallback whose breaker lets calls through; `Unavailable` when every breaker is open.
+    pub fn provider_for(&self, requested: Option<&str>) -> Result<String, PaymentError> {
+        let first = requested.unwrap_or(&self.config.default_provider);
+        std::iter::once(first)
+            .chain(self.config.fallback_providers.iter().map(String::as_str))
+            .find(|name| {
+                self.gateways
+                    .get(*name)
+                    .is_some_and(|gateway| gateway.permits_calls())
+            })
+            .map(str::to_owned)
+            .ok_or(PaymentError::Unavailable)
+    }
+
     /// Confirms `payment_id` with `payment_key`: stores the key, charges at the gateway
-    /// (retrying transient errors; a lost answer is looked up), and stores the outcome.
+    /// (retrying transient errors; a lost answer is looked up), and stores the outcome. A
+    /// settled payment answers as it is; a ready one whose gateway's breaker is open is
+    /// `Unavailable` with nothing stored.
     pub async fn confirm(
         &self,
         payment_id: i64,
         payment_key: &str,
     ) -> Result<PaymentRecord, PaymentError> {
+        let stored = self
+            .store
+            .payment_by_id(payment_id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        if stored.status == "ready" && !self.gateway(&stored.provider)?.permits_calls() {
+            return Err(PaymentError::Unavailable);
+        }
         let start = self
             .store
             .start_confirm(payment_id, payment_key)
@@ -198,10 +242,14 @@ impl PaymentContext {
                 .await
                 .map(|released| released.is_some())
         };
-        self.engine
+        let released = self
+            .engine
             .release_order(&order, change)
             .await
             .map_err(|_| PaymentError::Unavailable)?;
+        if released {
+            self.released(&order);
+        }
         metrics::counter!("hurry_payments_total", "outcome" => "failed",
             "provider" => payment.provider.clone())
         .increment(1);
@@ -236,7 +284,7 @@ impl PaymentContext {
         for refund in self.store.refunds("pending", 100).await? {
             match self.refund(&refund).await {
                 Ok(()) => {
-                    if self.store.finish_refund(refund.id).await? {
+                    if self.finish_refund(&refund).await? {
                         num_done += 1;
                     }
                 }
@@ -249,6 +297,157 @@ impl PaymentContext {
             }
         }
         Ok(num_done)
+    }
+
+    /// Stores a refund the gateway did; a return's order becomes `returned` with it, its
+    /// units back (through the drop's actor for a drop order).
+    async fn finish_refund(&self, refund: &RefundRecord) -> Result<bool, PaymentError> {
+        if refund.reason != "return" {
+            return Ok(self.store.finish_refund(refund.id).await?);
+        }
+        let order = self
+            .store
+            .order_by_id(refund.order_id)
+            .await?
+            .ok_or(PaymentError::NotFound)?;
+        let store = self.store.clone();
+        let refund_id = refund.id;
+        let change = async move { store.finish_refund(refund_id).await };
+        let finished = self
+            .engine
+            .release_order(&order, change)
+            .await
+            .map_err(|_| PaymentError::Unavailable)?;
+        if finished {
+            self.released(&order);
+        }
+        Ok(finished)
+    }
+
+    /// Tells the catalogue that `order`'s items have stock back.
+    fn released(&self, order: &OrderRecord) {
+        let ids: Vec<i64> = order.lines.iter().map(|line| line.item_id).collect();
+        (self.stock_released)(&ids);
+    }
+
+    /// Expires `order` if it is still unpaid past its deadline at `now`.
+    pub async fn expire(
+        &self,
+        order: OrderRecord,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<bool, PaymentError> {
+        let store = self.store.clone();
+        let order_id = order.id;
+        let change = async move { store.expire_order(order_id, now).await };
+        let expired = self
+            .engine
+            .release_order(&order, change)
+            .await
+            .map_err(|_| PaymentError::Unavailable)?;
+        if expired {
+            metrics::counter!("hurry_orders_expired_total").increment(1);
+            self.released(&order);
+        }
+        Ok(expired)
+    }
+
+    /// Cancels order `order_id` if it has not shipped: its units back and its paid payment
+    /// (if any) refunded.
+    pub async fn cancel(&self, order_id: i64) -> Result<OrderRecord, PaymentError> {
+        let order = self.order(order_id).await?;
+        let status = OrderStatus::parse(&order.status)
+            .filter(|&status| machine::cancellable(status))
+            .ok_or_else(|| PaymentError::NotCancellable(order.status.clone()))?;
+        let store = self.store.clone();
+        let change = async move { store.cancel_order(order_id, status.as_str()).await };
+        let cancelled = self
+            .engine
+            .release_order(&order, change)
+            .await
+            .map_err(|_| PaymentError::Unavailable)?;
+        let after = self.order(order_id).await?;
+        if !cancelled {
+            return Err(PaymentError::NotCancellable(after.status));
+        }
+        self.released(&order);
+        self.refunds_due.notify_one();
+        Ok(after)
+    }
+
+    /// Takes delivered order `order_id` back if it was delivered within the return window.
+    pub async fn request_return(&self, order_id: i64) -> Result<OrderRecord, PaymentError> {
+        let order = self.order(order_id).await?;
+        if order.status != OrderStatus::Delivered.as_str() {
+            return Err(PaymentError::NotReturnable(format!(
+                "an order in status {} cannot be returned",
+                order.status
+            )));
+        }
+        let window = chrono::Duration::from_std(self.config.return_window)
+            .unwrap_or_else(|_| chrono::Duration::days(7));
+        if !self
+            .store
+            .request_return(order_id, Utc::now() - window)
+            .await?
+        {
+            return Err(PaymentError::NotReturnable(
+                "the return window of this order is over".into(),
+            ));
+        }
+        self.refunds_due.notify_one();
+        self.order(order_id).await
+    }
+
+    /// Moves paid orders on through `preparing`, `shipping` and `delivered`, each once its
+    /// time in the status before is over at `now`; answers how many moved.
+    pub async fn advance_shipments(
+        &self,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<usize, PaymentError> {
+        let steps = [
+            (
+                OrderStatus::Paid,
+                OrderStatus::Preparing,
+                self.config.preparing_after,
+            ),
+            (
+                OrderStatus::Preparing,
+                OrderStatus::Shipping,
+                self.config.shipping_after,
+            ),
+            (
+                OrderStatus::Shipping,
+                OrderStatus::Delivered,
+                self.config.delivered_after,
+            ),
+        ];
+        let mut num_moved = 0;
+        for (from, to, after) in steps {
+            debug_assert!(machine::allows(from, to));
+            let after =
+                chrono::Duration::from_std(after).unwrap_or_else(|_| chrono::Duration::zero());
+            let due = self
+                .store
+                .orders_in_status_since(from.as_str(), now - after, 500)
+                .await?;
+            for order_id in due {
+                if self
+                    .store
+                    .transition_order(order_id, from.as_str(), to.as_str())
+                    .await?
+                {
+                    num_moved += 1;
+                }
+            }
+        }
+        Ok(num_moved)
+    }
+
+    async fn order(&self, order_id: i64) -> Result<OrderRecord, PaymentError> {
+        self.store
+            .order_by_id(order_id)
+            .await?
+            .ok_or(PaymentError::NotFound)
     }
 
     async fn refund(&self, refund: &RefundRecord) -> Result<(), GatewayError> {

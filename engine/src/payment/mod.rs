@@ -4,10 +4,12 @@
 //! refunds through.
 //!
 //! - [`gateway`]: [`PaymentGateway`](gateway::PaymentGateway) and the Toss and NicePay clients.
+//! - [`breaker`]: a circuit breaker per gateway around its client.
 //! - [`flow`]: what a confirm, a reconcile and a refund do ([`PaymentContext`]).
 //! - [`worker`]: the ractor factory of payment workers, keyed by order id.
 //! - [`messages`], [`error`]: the workers' jobs and the payment errors.
 
+pub mod breaker;
 pub mod error;
 pub mod flow;
 pub mod gateway;
@@ -16,8 +18,8 @@ pub mod worker;
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use hurry_persistence::PaymentRecord;
+use chrono::{DateTime, Utc};
+use hurry_persistence::{OrderRecord, PaymentRecord};
 use ractor::factory::{
     queues::DefaultQueue, routing::StickyQueuerRouting, Factory, FactoryArguments, FactoryMessage,
     Job, JobOptions,
@@ -71,25 +73,63 @@ impl Payments {
         payment_key: &str,
     ) -> Result<PaymentRecord, PaymentError> {
         let (payment_id, payment_key) = (payment.id, payment_key.to_owned());
+        self.ask(payment.order_id, |reply| PaymentMessage::Confirm {
+            payment_id,
+            payment_key,
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels order `order_id` on its worker (after any payment call of it in progress).
+    pub async fn cancel(&self, order_id: i64) -> Result<OrderRecord, PaymentError> {
+        self.ask(order_id, |reply| PaymentMessage::Cancel { order_id, reply })
+            .await
+    }
+
+    /// Takes delivered order `order_id` back on its worker.
+    pub async fn request_return(&self, order_id: i64) -> Result<OrderRecord, PaymentError> {
+        self.ask(order_id, |reply| PaymentMessage::Return { order_id, reply })
+            .await
+    }
+
+    /// Expires every order unpaid past its deadline at `now` (each on its order's worker, so
+    /// after a confirm in progress); answers how many this call expired.
+    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<usize, PaymentError> {
+        let due = self.context.store.orders_past_due(now, 500).await?;
+        let expiries = due.into_iter().map(|order| {
+            let order_id = order.id;
+            self.ask(order_id, move |reply| PaymentMessage::Expire {
+                order,
+                now,
+                reply,
+            })
+        });
+        let mut num_expired = 0;
+        for expired in futures::future::join_all(expiries).await {
+            if expired? {
+                num_expired += 1;
+            }
+        }
+        Ok(num_expired)
+    }
+
+    /// Sends a job to order `order_id`'s worker and waits for its answer; past the call
+    /// timeout the outcome is unknown (the worker goes on and stores it).
+    async fn ask<T, F>(&self, order_id: i64, job: F) -> Result<T, PaymentError>
+    where
+        T: Send + 'static,
+        F: FnOnce(ractor::RpcReplyPort<Result<T, PaymentError>>) -> PaymentMessage,
+    {
         let answer = self
             .factory
             .call(
-                |reply| {
-                    dispatch(
-                        payment.order_id,
-                        PaymentMessage::Confirm {
-                            payment_id,
-                            payment_key,
-                            reply,
-                        },
-                    )
-                },
+                |reply| dispatch(order_id, job(reply)),
                 Some(self.context.config.call_timeout),
             )
             .await;
         match answer {
             Ok(CallResult::Success(result)) => result,
-            // The worker goes on and stores the outcome; a repeated confirm answers it.
             Ok(CallResult::Timeout) => Err(PaymentError::OutcomeUnknown),
             _ => Err(PaymentError::Unavailable),
         }
@@ -120,8 +160,8 @@ impl Payments {
     }
 
     /// Runs the sweeper until the returned task is aborted: every `interval` (and at once,
-    /// and whenever a refund is queued) payments in doubt are reconciled and owed refunds
-    /// pushed through.
+    /// and whenever a refund is queued) payments in doubt are reconciled, unpaid orders past
+    /// their deadline expired, shipments moved on and owed refunds pushed through.
     pub fn spawn_sweeper(
         self: &Arc<Self>,
         interval: std::time::Duration,
@@ -131,6 +171,12 @@ impl Payments {
             loop {
                 if let Err(err) = payments.reconcile_due().await {
                     tracing::warn!(error = %err, "reconciling payments failed");
+                }
+                if let Err(err) = payments.expire_due(Utc::now()).await {
+                    tracing::warn!(error = %err, "expiring unpaid orders failed");
+                }
+                if let Err(err) = payments.context.advance_shipments(Utc::now()).await {
+                    tracing::warn!(error = %err, "moving shipments on failed");
                 }
                 if let Err(err) = payments.context.run_refunds().await {
                     tracing::warn!(error = %err, "refunding failed");

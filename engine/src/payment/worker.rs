@@ -44,6 +44,15 @@ impl Worker for PaymentWorker {
                 let answer = context.confirm(payment_id, &payment_key).await;
                 let _ = reply.send(answer);
             }
+            PaymentMessage::Expire { order, now, reply } => {
+                let _ = reply.send(context.expire(order, now).await);
+            }
+            PaymentMessage::Cancel { order_id, reply } => {
+                let _ = reply.send(context.cancel(order_id).await);
+            }
+            PaymentMessage::Return { order_id, reply } => {
+                let _ = reply.send(context.request_return(order_id).await);
+            }
             PaymentMessage::Reconcile { payment, reply } => {
                 let answer = context.reconcile(payment).await;
                 if let Some(reply) = reply {

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod db;
+pub mod pay;
 pub mod smtp;
 pub use cluster::*;
 pub use db::*;

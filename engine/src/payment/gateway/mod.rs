@@ -53,6 +53,9 @@ pub enum GatewayError {
     /// been done. Only a lookup tells.
     #[error("outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// The gateway's circuit breaker is open: the call was not made.
+    #[error("circuit breaker open")]
+    CircuitOpen,
 }
 
 impl GatewayError {
@@ -92,6 +95,16 @@ pub trait PaymentGateway: Send + Sync {
 
     /// The payment as the gateway knows it.
     async fn lookup(&self, payment_key: &str) -> Result<GatewayPayment, GatewayError>;
+
+    /// Its circuit breaker's state, when it has one.
+    fn breaker_state(&self) -> Option<super::breaker::BreakerState> {
+        None
+    }
+
+    /// Whether a call may be made now (a half-open breaker lets this one through).
+    fn permits_calls(&self) -> bool {
+        true
+    }
 }
 
 /// Where a gateway is and how to call it.
