@@ -285,4 +285,176 @@ async fn heavy_a_batch_blocked_when_its_process_dies_never_lands_after_the_resta
 both_stores!(
     heavy_kill_9_mid_drop_keeps_every_acknowledged_order,
     a_second_process_on_one_store_refuses_to_start,
+    a_server_killed_between_the_charge_and_its_commit_settles_the_order_after_restart,
 );
+
+/// `hurry pg-sandbox` as a child process on a free port, once it answers.
+async fn start_sandbox() -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/test.toml");
+    let child = Command::new(env!("CARGO_BIN_EXE_hurry"))
+        .args([
+            "pg-sandbox",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+            config,
+        ])
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the sandbox");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = crate::common::client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("{base}/charges"))
+        .header("X-Sandbox-Key", crate::common::pay::SANDBOX_KEY)
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sandbox never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (child, base)
+}
+
+async fn sandbox_charges(base: &str) -> Vec<serde_json::Value> {
+    let response = crate::common::client()
+        .get(format!("{base}/charges"))
+        .header("X-Sandbox-Key", crate::common::pay::SANDBOX_KEY)
+        .send()
+        .await
+        .expect("charges");
+    let body: serde_json::Value = response.json().await.expect("charges body");
+    body["charges"].as_array().expect("charges").clone()
+}
+
+async fn a_server_killed_between_the_charge_and_its_commit_settles_the_order_after_restart(
+    store: Store,
+) {
+    // Arrange: the sandbox in a process of its own (its ledger outlives the server), every
+    // gateway pointing at it.
+    let (_sandbox, base) = start_sandbox().await;
+    let urls: Vec<(String, String)> = ["TOSS", "NICE", "SANDBOX"]
+        .iter()
+        .map(|name| {
+            let provider = name.to_lowercase();
+            (
+                format!("HURRY__PAYMENTS__{name}__BASE_URL"),
+                format!("{base}/{provider}"),
+            )
+        })
+        .collect();
+    let mut env: Vec<(&str, &str)> = urls.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.push(("HURRY__PG_SANDBOX__MOUNT", "false"));
+    env.push(("HURRY__PAYMENTS__REQUEST_TIMEOUT_MS", "60000"));
+    let db = TestDb::create(store).await;
+    let server = ChildServer::start_with(&db, &env).await;
+    let api = &server.api;
+    let admin = api.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let item = api.general_item(&admin, "Jacket", 250_000, 3).await;
+    let (_, buyer) = api.new_user("buyer@hurry.test").await;
+    let (_, order) = api
+        .order(
+            &buyer,
+            serde_json::json!([{"item_id": item, "quantity": 1}]),
+            None,
+        )
+        .await;
+    let order_id = order["id"].as_i64().unwrap();
+    let (_, payment) = api
+        .post(
+            &format!("/api/v1/orders/{order_id}/payments"),
+            Some(&buyer),
+            serde_json::json!({"provider": "toss"}),
+        )
+        .await;
+    let client = crate::common::client();
+    let checkout: serde_json::Value = client
+        .post(format!("{base}/checkout"))
+        .json(
+            &serde_json::json!({"provider": "toss", "pg_order_id": payment["pg_order_id"],
+                                  "amount": payment["amount"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = checkout["payment_key"].as_str().unwrap().to_owned();
+    // The gateway takes the money and its answer never comes.
+    let faults = client
+        .put(format!("{base}/faults"))
+        .header("X-Sandbox-Key", crate::common::pay::SANDBOX_KEY)
+        .json(
+            &serde_json::json!({"provider": "toss", "charge_then_timeout_rate": 1.0,
+                                  "hold_ms": 60000}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status(), StatusCode::OK);
+    let confirming = {
+        let api = Api::new(api.addr);
+        let (buyer, payment, key) = (buyer.clone(), payment.clone(), key.clone());
+        tokio::spawn(async move { api.confirm(&buyer, &payment, &key, 250_000).await })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sandbox_charges(&base).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the charge never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Act: the server dies with the charge taken and nothing committed; it starts again.
+    server.kill_9().await;
+    confirming.abort();
+    let raw = db.raw().await;
+    let status_at_death = raw
+        .text(&format!("SELECT status FROM orders WHERE id = {order_id}"))
+        .await;
+    let server = ChildServer::start_with(&db, &env).await;
+
+    // Assert: reconciliation finds the charge and the order is paid, once.
+    assert_eq!(status_at_death, "pending_payment");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, read_back) = server
+            .api
+            .get(&format!("/api/v1/orders/{order_id}"), Some(&buyer))
+            .await;
+        if read_back["status"] == "paid" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {read_back}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, again) = server.api.confirm(&buyer, &payment, &key, 250_000).await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (StatusCode::OK, Some("paid")),
+        "{again}"
+    );
+    let charges = sandbox_charges(&base).await;
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    assert_eq!(charges[0]["status"], "paid");
+    assert_eq!(
+        raw.scalar(&format!("SELECT count(*) FROM outbox WHERE event_type = 'order.paid' AND aggregate_id = {order_id}")).await,
+        1
+    );
+    server.kill_9().await;
+}

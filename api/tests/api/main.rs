@@ -17,6 +17,7 @@ mod events;
 mod idempotency;
 mod loadtest_harness;
 mod order_life;
+mod payment_faults;
 mod payments;
 mod provisioning;
 mod relay_wake;

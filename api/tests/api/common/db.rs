@@ -242,6 +242,20 @@ impl RawDb {
         }
     }
 
+    /// Every text value of a portable one-column query.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        match self {
+            RawDb::Sqlite(pool) => sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(pool)
+                .await
+                .expect(sql),
+            RawDb::Pg(pool) => sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(pool)
+                .await
+                .expect(sql),
+        }
+    }
+
     /// Runs a statement.
     pub async fn execute(&self, sql: &str) {
         match self {

@@ -196,6 +196,17 @@ impl Api {
             .await
     }
 
+    /// A text answer (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("answer");
+        response.text().await.expect("text")
+    }
+
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, token, Some(body), None)
             .await
