@@ -53,6 +53,11 @@ impl Api {
         }
     }
 
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,

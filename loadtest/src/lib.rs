@@ -7,6 +7,8 @@
 //!   (open) or their sending (closed);
 //! - [`stats`] turns the answers into HDR percentiles, per-second timelines and outcomes;
 //! - [`audit`] compares what the harness saw with what the server stored (I1–I5);
+//! - [`pay`] pays the drop's orders through the sandbox gateway (`drop --pay`) and audits the
+//!   money (the sandbox's charges are exactly the paid orders);
 //! - [`report`] and [`charts`] write the terminal summary, `report.json` and `report.html`;
 //! - [`compare`] runs the same drop against one server per stock strategy;
 //! - [`cpu`] says what the harness itself cost the machine during the load, and what each unit
@@ -19,6 +21,7 @@ pub mod compare;
 pub mod conn;
 pub mod cpu;
 pub mod drop_run;
+pub mod pay;
 pub mod plain;
 pub mod report;
 pub mod runner;

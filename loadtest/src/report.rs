@@ -47,6 +47,9 @@ pub struct Report {
     /// CPU of the server and its stores per unit sold, from the first send until they were
     /// idle again (Linux only; `null` elsewhere).
     pub cpu_per_sale: Option<CpuPerSale>,
+    /// The payment phase of `drop --pay` (its violations are in `audit` too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payments: Option<crate::pay::PayReport>,
     pub audit: AuditReport,
 }
 
@@ -56,6 +59,9 @@ impl Report {
         let mut out = String::new();
         self.load_lines(&mut out);
         self.cost_lines(&mut out);
+        if let Some(payments) = &self.payments {
+            pay_lines(payments, &mut out);
+        }
         audit_lines(&self.audit, &mut out);
         out
     }
@@ -163,6 +169,41 @@ impl Report {
 }
 
 /// The audit's lines: what it checked, and the verdict (loud when it failed).
+fn pay_lines(p: &crate::pay::PayReport, out: &mut String) {
+    let outcomes: Vec<String> = p
+        .outcomes
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let charged: Vec<String> = p.charged.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(
+        out,
+        "payments: {} orders in {:.1} s, {:.0} paid/s, p50 {:.1} ms, p99 {:.1} ms; {}",
+        p.attempted,
+        p.seconds,
+        p.paid_per_sec,
+        p.p50_ms,
+        p.p99_ms,
+        outcomes.join(", ")
+    );
+    let first: Vec<String> = p
+        .first_paid_ms
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.0} ms"))
+        .collect();
+    let _ = writeln!(out, "first paid order per gateway: {}", first.join(", "));
+    let _ = writeln!(
+        out,
+        "money: {} orders paid, charges {}",
+        p.paid_orders,
+        if charged.is_empty() {
+            "none".to_owned()
+        } else {
+            charged.join(", ")
+        }
+    );
+}
+
 fn audit_lines(a: &AuditReport, out: &mut String) {
     let _ = writeln!(
         out,
@@ -269,6 +310,7 @@ pub(crate) mod tests {
                 machine_busy: 0.75,
                 cores: 2,
             }),
+            payments: None,
             cpu_per_sale: Some(CpuPerSale {
                 server_us: Some(91.6),
                 postgres_us: Some(64.6),

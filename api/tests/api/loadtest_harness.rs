@@ -13,6 +13,7 @@ use hurry_loadtest::schedule::{ArrivalModel, KeyPolicy};
 both_stores!(
     a_small_drop_passes_the_audit_and_writes_its_report,
     the_audit_catches_a_tampered_store,
+    a_paid_drop_through_a_faulty_gateway_charges_exactly_the_paid_orders,
 );
 
 const ON: &str = "[loadtest]\nprovisioning_enabled = true\n";
@@ -41,6 +42,10 @@ fn small_drop(target: String, out: &std::path::Path) -> DropArgs {
         server_pid: Some(std::process::id()),
         checkpoint_url: None,
         idle_max_secs: 5.0,
+        pay: false,
+        pg_faults: Vec::new(),
+        sandbox: None,
+        pay_settle_secs: 30.0,
     }
 }
 
@@ -87,6 +92,58 @@ async fn a_small_drop_passes_the_audit_and_writes_its_report(store: Store) {
     assert_eq!(json["config"]["strategy"], "actor");
     let html = std::fs::read_to_string(html).unwrap();
     assert_eq!(html.matches("<svg").count(), 4);
+}
+
+async fn a_paid_drop_through_a_faulty_gateway_charges_exactly_the_paid_orders(store: Store) {
+    // Arrange
+    let app = TestApp::spawn_with(store, &[ON]).await;
+    let out = tempfile::tempdir().unwrap();
+    let mut args = small_drop(format!("http://{}", app.api.addr), out.path());
+    args.pay = true;
+    args.pg_faults = vec![
+        r#"{"provider": "toss", "error_rate": 0.4, "timeout_rate": 0.1, "hold_ms": 3000}"#.into(),
+        r#"{"provider": "nice", "decline_rate": 0.2}"#.into(),
+    ];
+
+    // Act
+    let report = drop_run::run(&args).await.expect("the drop runs");
+
+    // Assert
+    assert!(report.audit.passed(), "{:?}", report.audit.violations);
+    let payments = report.payments.as_ref().expect("the payment phase");
+    assert_eq!(payments.attempted, 50, "every order of the drop");
+    assert_eq!(
+        payments.outcomes.get("gave_up"),
+        None,
+        "{:?}",
+        payments.outcomes
+    );
+    let answered: usize = payments.outcomes.values().sum();
+    assert_eq!(answered, 50);
+    let raw = app.db.raw().await;
+    let paid = raw
+        .scalar("SELECT count(*) FROM orders WHERE status = 'paid'")
+        .await;
+    assert_eq!(payments.paid_orders as i64, paid);
+    assert_eq!(
+        payments.charged.values().sum::<usize>() as i64,
+        paid,
+        "{payments:?}"
+    );
+    assert!(paid > 0 && paid < 50, "some declined: {payments:?}");
+    // The declined ones gave their units back (I3, checked after the payments, holds); the
+    // ones still held are paid or waiting for reconciliation.
+    assert!(report.audit.checked_i3);
+    assert!(
+        report.audit.sold >= paid && report.audit.sold < 50,
+        "{}",
+        report.audit.sold
+    );
+    assert!(
+        report.text().contains("payments: 50 orders"),
+        "{}",
+        report.text()
+    );
 }
 
 async fn the_audit_catches_a_tampered_store(store: Store) {

@@ -75,6 +75,22 @@ pub struct DropArgs {
     /// Milliseconds after its original that a retry is sent (closed: right after its answer).
     #[arg(long, default_value_t = 20)]
     pub retry_after_ms: u64,
+    /// After the drop, pay every order it created through the sandbox gateway (as a shopper
+    /// would: open, check out at the sandbox, confirm), then audit the money: the sandbox's
+    /// charges are exactly the paid orders, none twice.
+    #[arg(long)]
+    pub pay: bool,
+    /// Sandbox faults during the payments, one JSON body of `PUT /pg-sandbox/faults` per
+    /// gateway, e.g. '{"provider":"toss","error_rate":0.5,"timeout_rate":0.2}' (cleared after).
+    #[arg(long = "pg-faults")]
+    pub pg_faults: Vec<String>,
+    /// The sandbox gateway's base URL; default: the first target's `/pg-sandbox`.
+    #[arg(long)]
+    pub sandbox: Option<String>,
+    /// Longest wait, in seconds, for the server to reconcile payments in doubt before the
+    /// money audit counts.
+    #[arg(long, default_value_t = 90.0)]
+    pub pay_settle_secs: f64,
     /// With `--arrival burst`: share of attempts in the first second.
     #[arg(long, default_value_t = 0.5)]
     pub burst_share: f64,
@@ -109,10 +125,43 @@ impl DropArgs {
         if !(self.idle_max_secs.is_finite() && self.idle_max_secs >= 0.0) {
             bail!("--idle-max-secs must be 0 or more");
         }
+        if !(self.pay_settle_secs.is_finite() && self.pay_settle_secs >= 0.0) {
+            bail!("--pay-settle-secs must be 0 or more");
+        }
+        self.pg_faults()?;
         if self.arrival == ArrivalModel::Closed && self.rate.is_some() {
             bail!("--rate plans open arrivals: a closed loop runs as fast as it is answered");
         }
         Ok(())
+    }
+
+    /// `--pg-faults` as JSON objects, each naming its provider.
+    pub(super) fn pg_faults(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.pg_faults
+            .iter()
+            .map(|text| {
+                let faults: serde_json::Value = serde_json::from_str(text)
+                    .map_err(|err| anyhow::anyhow!("--pg-faults {text:?}: {err}"))?;
+                if !faults["provider"].is_string() {
+                    bail!("--pg-faults {text:?} names no provider");
+                }
+                Ok(faults)
+            })
+            .collect()
+    }
+
+    /// Where and how `--pay` pays.
+    pub(super) fn pay_plan(&self) -> anyhow::Result<crate::pay::PayPlan> {
+        let sandbox = match &self.sandbox {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("{}/pg-sandbox", self.target[0].trim_end_matches('/')),
+        };
+        Ok(crate::pay::PayPlan {
+            sandbox,
+            faults: self.pg_faults()?,
+            settle: Duration::from_secs_f64(self.pay_settle_secs),
+            connections: self.connections,
+        })
     }
 
     pub(super) fn duration(&self) -> Duration {

@@ -46,18 +46,59 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
     let loaded = load(args, &prepared).await?;
     let user_ids: Vec<i64> = prepared.shoppers.iter().map(|s| s.user_id).collect();
     let (api, item) = (&prepared.apis[0], prepared.item);
-    let (audit, strategy) =
+    let (mut audit, strategy) =
         audit_when_quiet(api, &prepared.admin, item.id, &loaded.outcomes, &user_ids).await?;
+    // Units sold as the store counts them, not as the answers did (before any payment fails).
+    let cpu_per_sale = loaded.sale.map(|sale| CpuPerSale::of(&sale, audit.sold));
+    let payments = if args.pay {
+        let report = pay(args, &prepared, &loaded.outcomes).await?;
+        // Failed payments gave their units back: the drop is audited again (I3 with them).
+        let (after, _) =
+            audit_when_quiet(api, &prepared.admin, item.id, &loaded.outcomes, &user_ids).await?;
+        audit = after;
+        audit.violations.extend(report.violations.iter().cloned());
+        Some(report)
+    } else {
+        None
+    };
     let requests = loaded.outcomes.iter().filter(|o| !o.retry).count();
     Ok(Report {
         started_at: loaded.started_at,
         config: args.run_config(strategy, item.id, prepared.shoppers.len(), requests),
         summary: Summary::of(&loaded.outcomes),
         instrument: loaded.instrument,
-        // Units sold as the store counts them, not as the answers did.
-        cpu_per_sale: loaded.sale.map(|sale| CpuPerSale::of(&sale, audit.sold)),
+        cpu_per_sale,
+        payments,
         audit,
     })
+}
+
+/// `--pay`: every order the drop created, paid by its shopper through the sandbox.
+async fn pay(
+    args: &DropArgs,
+    prepared: &Prepared,
+    outcomes: &[Outcome],
+) -> anyhow::Result<crate::pay::PayReport> {
+    let mut orders: Vec<(String, i64)> = outcomes
+        .iter()
+        .filter(|outcome| outcome.status == 201)
+        .filter_map(|outcome| {
+            let token = &prepared.shoppers[outcome.shopper].access_token;
+            outcome.order_id.map(|id| (token.clone(), id))
+        })
+        .collect();
+    // A retried request answers its first order again.
+    orders.sort_by_key(|(_, id)| *id);
+    orders.dedup_by_key(|(_, id)| *id);
+    let (api, admin, item_id) = (&prepared.apis[0], &prepared.admin, prepared.item.id);
+    let plan = args.pay_plan()?;
+    if !args.quiet {
+        eprintln!("paying {} orders through {}", orders.len(), plan.sandbox);
+    }
+    crate::pay::pay_and_audit(api, admin, &plan, &orders, async || {
+        api.drop_view(admin, item_id).await
+    })
+    .await
 }
 
 /// Logs the admin in, creates the drop, provisions the shoppers and waits for their events.
