@@ -86,6 +86,8 @@ pub struct GatewaySettings {
     pub client_key: String,
     /// The secret key.
     pub secret_key: SecretString,
+    /// The gateway's fee, in basis points of each payment (300 is 3 %), for settlement.
+    pub fee_rate_bp: i64,
 }
 
 /// `[pg_sandbox]`: the sandbox gateway mounted at `/pg-sandbox`.

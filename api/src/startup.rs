@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hurry_engine::baseline::{self, BaselineKind, BaselineParts};
+use hurry_engine::events::SettlementConsumer;
 use hurry_engine::{Engine, Seller};
 use hurry_persistence::{ComparisonStore, Store};
 use rand::RngCore;
@@ -153,7 +154,11 @@ async fn build_state(
     }
     let seller = seller(&settings, &engine, store.clone(), comparison)?;
     let mail_consumer = Arc::new(MailerConsumer::new(store.clone(), pii.clone(), mailer));
-    let events = EventSystem::start(&settings, &store, vec![mail_consumer]).await?;
+    let settlement = Arc::new(SettlementConsumer::new(
+        store.clone(),
+        settings.payments.fee_rates_bp(),
+    ));
+    let events = EventSystem::start(&settings, &store, vec![mail_consumer, settlement]).await?;
     let rate_limits = RateLimits::new(&settings.rate_limit);
     let keyed_users = if settings.idempotency.memory_index {
         let users = store

@@ -34,16 +34,16 @@ pub use error::{SinkError, StoreError};
 pub use event_store::{EventSink, EventStore};
 pub use model::*;
 pub use store::{
-    Backend, CartStore, CatalogStore, OrderStore, PaymentStore, SessionStore, Store, UserStore,
-    VerificationStore,
+    Backend, CartStore, CatalogStore, OrderStore, PaymentStore, SessionStore, SettlementStore,
+    Store, UserStore, VerificationStore,
 };
 
 /// The store traits, for `use hurry_persistence::prelude::*` where their methods are called.
 pub mod prelude {
     pub use crate::event_store::EventStore;
     pub use crate::store::{
-        CartStore, CatalogStore, OrderStore, PaymentStore, SessionStore, Store, UserStore,
-        VerificationStore,
+        CartStore, CatalogStore, OrderStore, PaymentStore, SessionStore, SettlementStore, Store,
+        UserStore, VerificationStore,
     };
 }
 

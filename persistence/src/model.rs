@@ -625,3 +625,30 @@ pub struct RefundRecord {
     pub payment_key: Option<String>,
     pub pg_order_id: String,
 }
+
+/// One settlement entry to record: a line of a paid order (`sale`) or of a refund
+/// (`reversal`, negative amounts). The item's seller is looked up when it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementEntry {
+    pub order_id: i64,
+    pub item_id: i64,
+    pub provider: String,
+    /// `sale` or `reversal`.
+    pub kind: &'static str,
+    pub gross: i64,
+    pub fee: i64,
+    /// The UTC day the entry belongs to (`YYYY-MM-DD`), unless that day is settled for its
+    /// seller: then the next open day.
+    pub day: chrono::NaiveDate,
+}
+
+/// One seller's day: what was sold, the gateways' fees, what is owed; `settled` once the daily
+/// job closed it, `open` before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementDay {
+    pub day: chrono::NaiveDate,
+    pub gross: i64,
+    pub fee: i64,
+    pub net: i64,
+    pub settled: bool,
+}

@@ -24,6 +24,7 @@ pub trait Store:
     + CartStore
     + OrderStore
     + PaymentStore
+    + SettlementStore
     + SessionStore
     + EventStore
     + Send
@@ -334,6 +335,30 @@ pub trait PaymentStore: Send + Sync {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<i64>, StoreError>;
+}
+
+/// Seller settlement: entries from payment events, closed per seller and day.
+#[async_trait]
+pub trait SettlementStore: Send + Sync {
+    /// Records the entries of each event under `consumer`'s inbox, in one transaction:
+    /// events the inbox holds already are skipped. Answers how many events were new.
+    async fn record_settlement(
+        &self,
+        consumer: &str,
+        events: &[(uuid::Uuid, Vec<SettlementEntry>)],
+    ) -> Result<usize, StoreError>;
+
+    /// Closes every seller's days up to `through` (included) that have entries and are not
+    /// closed yet; answers how many seller days it closed.
+    async fn close_settlements(&self, through: chrono::NaiveDate) -> Result<usize, StoreError>;
+
+    /// A seller's days from `from` to `to` (included) that have entries, oldest first.
+    async fn settlements(
+        &self,
+        seller_id: i64,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<SettlementDay>, StoreError>;
 }
 
 /// Orders, batched order writes and idempotency records.

@@ -9,6 +9,7 @@ pub mod ops;
 pub mod orders;
 pub mod payments;
 pub mod provisioning;
+pub mod settlements;
 pub mod users;
 pub mod verify;
 
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::router())
         .merge(general_orders::router())
         .merge(payments::router())
+        .merge(settlements::router())
         .merge(cart::router())
         .merge(users::router())
         .merge(verify::router())

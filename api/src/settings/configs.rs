@@ -120,6 +120,14 @@ impl super::PaymentsSettings {
         }
     }
 
+    /// Each gateway's fee rate in basis points.
+    pub fn fee_rates_bp(&self) -> std::collections::HashMap<String, i64> {
+        self.gateways()
+            .into_iter()
+            .map(|(name, gateway)| (name.to_owned(), gateway.fee_rate_bp))
+            .collect()
+    }
+
     /// Each gateway's name and settings.
     pub fn gateways(&self) -> [(&'static str, &super::GatewaySettings); 3] {
         [

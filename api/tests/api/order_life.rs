@@ -18,10 +18,12 @@ both_stores!(
     cancelling_before_shipping_restocks_and_refunds_and_after_is_409,
     a_delivered_order_is_returned_within_the_window_with_its_refund,
     deleting_an_account_cancels_and_refunds_every_open_order,
+    a_delivered_order_is_settled_for_its_seller_and_its_return_reverses_it_on_an_open_day,
 );
 
 /// A seller with a general item and an open drop, and a buyer.
 struct Shop {
+    seller: String,
     general: i64,
     drop: i64,
     buyer: String,
@@ -35,6 +37,7 @@ async fn shop(app: &TestApp, general_stock: i64, drop_units: i64) -> Shop {
     let drop = app.open_drop(&seller, drop_units, 5).await;
     let (_, buyer) = app.new_user("buyer@hurry.test").await;
     Shop {
+        seller,
         general,
         drop,
         buyer,
@@ -497,4 +500,125 @@ async fn deleting_an_account_cancels_and_refunds_every_open_order(store: Store) 
             .await,
         3
     );
+}
+
+/// The seller's settlement days from `from` to `to`, once `count` of them are there.
+async fn settlement_days(
+    app: &TestApp,
+    seller: &str,
+    from: &str,
+    to: &str,
+    count: usize,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = app
+            .get(
+                &format!("/api/v1/seller/settlements?from={from}&to={to}"),
+                Some(seller),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let days = body["settlements"].as_array().unwrap().clone();
+        if days.len() >= count {
+            return days;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no settlement entries: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_delivered_order_is_settled_for_its_seller_and_its_return_reverses_it_on_an_open_day(
+    store: Store,
+) {
+    // Arrange: two units of 20,000 won paid through Toss (330 bp), shipped and delivered.
+    let app = TestApp::spawn(store).await;
+    let shop = shop(&app, 10, 10).await;
+    let order = order_general(&app, &shop, 2).await;
+    app.pay(&shop.buyer, &order, Some("toss")).await;
+    let context = app.state.payments.context().clone();
+    context
+        .advance_shipments(Utc::now() + Duration::days(3))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&app, &shop.buyer, &order).await, "delivered");
+    let today = Utc::now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+
+    // Act: the day is settled; then the order comes back and is refunded.
+    let open = settlement_days(
+        &app,
+        &shop.seller,
+        &today.to_string(),
+        &today.to_string(),
+        1,
+    )
+    .await;
+    let closed = app.state.store.close_settlements(today).await.unwrap();
+    let settled = settlement_days(
+        &app,
+        &shop.seller,
+        &today.to_string(),
+        &today.to_string(),
+        1,
+    )
+    .await;
+    let (status, returned) = app
+        .post(
+            &format!("/api/v1/orders/{}/return", order["id"]),
+            Some(&shop.buyer),
+            json!({"reason": "no"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{returned}");
+    context.run_refunds().await.unwrap();
+    let both = settlement_days(
+        &app,
+        &shop.seller,
+        &today.to_string(),
+        &tomorrow.to_string(),
+        2,
+    )
+    .await;
+
+    // Assert
+    assert_eq!(open[0]["status"], "open");
+    assert_eq!(closed, 1, "one seller day closed");
+    let day = json!({"date": today.to_string(), "gross": 40_000, "fee": 1_320, "net": 38_680,
+                     "status": "settled"});
+    assert_eq!(settled[0], day);
+    assert_eq!(both[0], day, "a settled day does not change");
+    assert_eq!(
+        both[1],
+        json!({"date": tomorrow.to_string(), "gross": -40_000, "fee": -1_320, "net": -38_680,
+               "status": "open"}),
+        "the refund is reversed on the next open day"
+    );
+    // Someone else's settlement is not shown; only sellers ask; bad dates are 422.
+    let (_, other_seller) = app.seller("other-seller@hurry.test").await;
+    let (_, nothing) = app
+        .get("/api/v1/seller/settlements", Some(&other_seller))
+        .await;
+    assert_eq!(nothing["settlements"], json!([]));
+    let (status, body) = app
+        .get("/api/v1/seller/settlements", Some(&shop.buyer))
+        .await;
+    assert_error(status, &body, 403, "forbidden");
+    for bad in [
+        "from=yesterday",
+        "to=2026-13-01",
+        "from=2026-12-03&to=2026-12-01",
+        "from=2020-01-01&to=2026-01-01",
+    ] {
+        let (status, body) = app
+            .get(
+                &format!("/api/v1/seller/settlements?{bad}"),
+                Some(&shop.seller),
+            )
+            .await;
+        assert_error(status, &body, 422, "validation_failed");
+    }
 }

@@ -8,6 +8,7 @@
 //! - `runner`: the loop feeding a consumer ([`spawn_consumer`]: retries, dead letters,
 //!   claiming, replays for one group).
 //! - [`ledger`]: [`LedgerConsumer`], the sales ledger.
+//! - [`settlement`]: [`SettlementConsumer`], the sellers' settlement entries.
 //!
 //! `docs/events.md` lists every event type and its payload.
 
@@ -18,6 +19,7 @@ pub mod local;
 pub mod redis;
 pub mod relay;
 mod runner;
+pub mod settlement;
 
 pub use bus::{BusError, Delivery, EventBus};
 pub use consumer::{spawn_consumer, BoxError, Consumer, ConsumerConfig, ConsumerError};
@@ -25,3 +27,4 @@ pub use ledger::{LedgerConsumer, LEDGER};
 pub use local::LocalBus;
 pub use redis::RedisBus;
 pub use relay::{OutboxRelay, RelayConfig};
+pub use settlement::{SettlementConsumer, SETTLEMENT};

@@ -161,7 +161,8 @@ impl Payments {
 
     /// Runs the sweeper until the returned task is aborted: every `interval` (and at once,
     /// and whenever a refund is queued) payments in doubt are reconciled, unpaid orders past
-    /// their deadline expired, shipments moved on and owed refunds pushed through.
+    /// their deadline expired, shipments moved on, owed refunds pushed through and the sellers'
+    /// settlements of the days before today closed.
     pub fn spawn_sweeper(
         self: &Arc<Self>,
         interval: std::time::Duration,
@@ -180,6 +181,13 @@ impl Payments {
                 }
                 if let Err(err) = payments.context.run_refunds().await {
                     tracing::warn!(error = %err, "refunding failed");
+                }
+                // The daily settlement: every day before today is closed for every seller.
+                let yesterday = Utc::now().date_naive().pred_opt();
+                if let Some(yesterday) = yesterday {
+                    if let Err(err) = payments.context.store.close_settlements(yesterday).await {
+                        tracing::warn!(error = %err, "closing settlements failed");
+                    }
                 }
                 let refunds_due = payments.context.refunds_due.clone();
                 tokio::select! {

@@ -25,7 +25,7 @@
 //!   against a loop of inserts, arrays against `json_each`).
 //!
 //! Modules, one per part of [`crate::Store`]: `cart`, `catalog`, `sessions`, `users`,
-//! `verification`, `events`, `orders`, `payments`, `store` (the [`crate::Store`] basics), `comparison`, and `rows` (row
+//! `verification`, `events`, `orders`, `payments`, `settlement`, `store` (the [`crate::Store`] basics), `comparison`, and `rows` (row
 //! decoding).
 
 pub(super) mod cart;
@@ -36,6 +36,7 @@ pub(super) mod orders;
 pub(super) mod payments;
 pub(super) mod rows;
 pub(super) mod sessions;
+pub(super) mod settlement;
 pub(super) mod store;
 pub(super) mod users;
 pub(super) mod verification;
