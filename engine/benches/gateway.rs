@@ -26,7 +26,12 @@ impl PaymentGateway for Instant {
         "instant"
     }
 
-    async fn confirm(&self, key: &str, order: &str, amount: i64) -> Result<GatewayPayment, GatewayError> {
+    async fn confirm(
+        &self,
+        key: &str,
+        order: &str,
+        amount: i64,
+    ) -> Result<GatewayPayment, GatewayError> {
         Ok(GatewayPayment {
             payment_key: key.to_owned(),
             pg_order_id: order.to_owned(),
@@ -37,7 +42,14 @@ impl PaymentGateway for Instant {
         })
     }
 
-    async fn cancel(&self, key: &str, order: &str, amount: i64, _: &str, _: &str) -> Result<GatewayPayment, GatewayError> {
+    async fn cancel(
+        &self,
+        key: &str,
+        order: &str,
+        amount: i64,
+        _: &str,
+        _: &str,
+    ) -> Result<GatewayPayment, GatewayError> {
         self.confirm(key, order, amount).await
     }
 

@@ -19,6 +19,7 @@ both_stores!(
     a_delivered_order_is_returned_within_the_window_with_its_refund,
     deleting_an_account_cancels_and_refunds_every_open_order,
     a_delivered_order_is_settled_for_its_seller_and_its_return_reverses_it_on_an_open_day,
+    a_refund_the_gateway_fails_stays_pending_for_admins_and_goes_through_later,
 );
 
 /// A seller with a general item and an open drop, and a buyer.
@@ -621,4 +622,78 @@ async fn a_delivered_order_is_settled_for_its_seller_and_its_return_reverses_it_
             .await;
         assert_error(status, &body, 422, "validation_failed");
     }
+}
+
+async fn a_refund_the_gateway_fails_stays_pending_for_admins_and_goes_through_later(store: Store) {
+    // Arrange: a paid order cancelled while NicePay answers every call with a 5xx.
+    let app = TestApp::spawn(store).await;
+    let shop = shop(&app, 10, 10).await;
+    let order = order_general(&app, &shop, 1).await;
+    let paid = app.pay(&shop.buyer, &order, Some("nice")).await;
+    app.set_faults(json!({"provider": "nice", "error_rate": 1.0}))
+        .await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/orders/{}/cancel", order["id"]),
+            Some(&shop.buyer),
+            json!({"reason": "no"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let context = app.state.payments.context().clone();
+    let admin = app.admin_token().await;
+
+    // Act: a refund pass fails; the faults stop; the next pass goes through.
+    assert_eq!(context.run_refunds().await.unwrap(), 0);
+    let (_, pending) = app
+        .get("/api/v1/admin/refunds?status=pending", Some(&admin))
+        .await;
+    app.set_faults(json!({"provider": "nice"})).await;
+    let mut num_done = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while num_done == 0 {
+        // The sweeper may push it through first; either way it is done once.
+        num_done = context.run_refunds().await.unwrap();
+        let (_, done) = app
+            .get("/api/v1/admin/refunds?status=done", Some(&admin))
+            .await;
+        if done["refunds"]
+            .as_array()
+            .is_some_and(|done| !done.is_empty())
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refund never went through"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Assert
+    let refund = &pending["refunds"][0];
+    assert_eq!(refund["payment_id"], paid["payment_id"]);
+    assert_eq!(
+        (refund["status"].as_str(), refund["reason"].as_str()),
+        (Some("pending"), Some("cancel"))
+    );
+    assert!(refund["attempts"].as_i64().unwrap() >= 1, "{refund}");
+    assert!(
+        refund["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("unavailable")),
+        "{refund}"
+    );
+    let (_, pending_after) = app
+        .get("/api/v1/admin/refunds?status=pending", Some(&admin))
+        .await;
+    assert_eq!(pending_after["refunds"], json!([]));
+    let charges = app.charges().await;
+    assert_eq!(charges[0]["status"], "refunded");
+    let (status, body) = app
+        .get("/api/v1/admin/refunds?status=lost", Some(&admin))
+        .await;
+    assert_error(status, &body, 422, "validation_failed");
+    let (status, body) = app.get("/api/v1/admin/refunds", Some(&shop.buyer)).await;
+    assert_error(status, &body, 403, "forbidden");
 }
