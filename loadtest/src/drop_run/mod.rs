@@ -46,15 +46,31 @@ pub async fn run(args: &DropArgs) -> anyhow::Result<Report> {
     let loaded = load(args, &prepared).await?;
     let user_ids: Vec<i64> = prepared.shoppers.iter().map(|s| s.user_id).collect();
     let (api, item) = (&prepared.apis[0], prepared.item);
-    let (mut audit, strategy) =
-        audit_when_quiet(api, &prepared.admin, item.id, &loaded.outcomes, &user_ids).await?;
+    let (mut audit, strategy) = audit_when_quiet(
+        api,
+        &prepared.admin,
+        item.id,
+        &loaded.outcomes,
+        &user_ids,
+        false,
+    )
+    .await?;
     // Units sold as the store counts them, not as the answers did (before any payment fails).
     let cpu_per_sale = loaded.sale.map(|sale| CpuPerSale::of(&sale, audit.sold));
     let payments = if args.pay {
         let report = pay(args, &prepared, &loaded.outcomes).await?;
         // Failed payments gave their units back: the drop is audited again (I3 with them).
-        let (after, _) =
-            audit_when_quiet(api, &prepared.admin, item.id, &loaded.outcomes, &user_ids).await?;
+        // Payments in doubt may still be settling (their units coming back) right after the
+        // money audit: I3 is read again for a while before it counts.
+        let (after, _) = audit_when_quiet(
+            api,
+            &prepared.admin,
+            item.id,
+            &loaded.outcomes,
+            &user_ids,
+            true,
+        )
+        .await?;
         audit = after;
         audit.violations.extend(report.violations.iter().cloned());
         Some(report)
@@ -235,15 +251,17 @@ async fn sale_window(
 }
 
 /// Audits once every attempt has its answer. An attempt that got no answer (or a 5xx) may still
-/// be settling on the server, so a failing I3 is read again for a few seconds before it counts.
+/// be settling on the server (and so may payments, `settling`), so a failing I3 is read again
+/// for a few seconds before it counts.
 async fn audit_when_quiet(
     api: &Api,
     admin: &str,
     item_id: i64,
     outcomes: &[Outcome],
     user_ids: &[i64],
+    settling: bool,
 ) -> anyhow::Result<(AuditReport, Option<String>)> {
-    let unsettled = outcomes.iter().any(|o| o.status == 0 || o.status >= 500);
+    let unsettled = settling || outcomes.iter().any(|o| o.status == 0 || o.status >= 500);
     let mut tries = if unsettled { 20 } else { 1 };
     loop {
         let view = api.drop_view(admin, item_id).await?;
