@@ -11,7 +11,7 @@ use hurry_engine::payment::breaker::GuardedGateway;
 use hurry_engine::payment::gateway::nice::NiceGateway;
 use hurry_engine::payment::gateway::toss::TossGateway;
 use hurry_engine::payment::gateway::{GatewayEndpoint, PaymentGateway};
-use hurry_engine::payment::{PaymentContext, Payments};
+use hurry_engine::payment::{PaymentSetup, Payments};
 use hurry_engine::Engine;
 use hurry_persistence::Store;
 use secrecy::SecretString;
@@ -64,18 +64,17 @@ pub async fn start(
             Some(Arc::new(admins)),
         )
     });
-    let context = PaymentContext {
+    let setup = PaymentSetup {
         store: store.clone(),
         engine: engine.clone(),
         gateways,
         config: payments_settings.payment_config(),
-        refunds_due: Arc::default(),
         stock_released: {
             let catalog = catalog.clone();
             Arc::new(move |ids: &[i64]| catalog.changed(ids))
         },
     };
-    let payments = Payments::start(context)
+    let payments = Payments::start(setup)
         .await
         .context("cannot start the payment workers")?;
     let sweeper =

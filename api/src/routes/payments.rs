@@ -51,10 +51,7 @@ async fn open_payment(
     let order = own_order(&state, user.id, order_id).await?;
     payable(&order)?;
     // A gateway whose breaker is open hands its new payments to the next one.
-    let provider = state
-        .payments
-        .context()
-        .provider_for(body.provider.as_deref())?;
+    let provider = state.payments.provider_for(body.provider.as_deref())?;
     let id = state.store.allocate_ids("payments", 1).await?;
     let payment = NewPayment {
         id,
@@ -163,8 +160,7 @@ async fn list_refunds(
 async fn list_gateways(State(state): State<AppState>, _admin: Admin) -> Json<serde_json::Value> {
     let mut gateways: Vec<serde_json::Value> = state
         .payments
-        .context()
-        .gateways
+        .gateways()
         .iter()
         .map(|(name, gateway)| {
             serde_json::json!({ "provider": name, "breaker": gateway.breaker_state() })

@@ -81,7 +81,7 @@ async fn stored_stock(app: &TestApp, item: i64) -> i64 {
 
 /// Pushes owed refunds through and answers the sandbox's ledger.
 async fn refunds_done(app: &TestApp) -> Vec<Value> {
-    app.state.payments.context().run_refunds().await.unwrap();
+    app.state.payments.run_refunds().await.unwrap();
     app.charges().await
 }
 
@@ -176,7 +176,7 @@ async fn a_charge_that_lands_after_expiry_is_refunded_and_the_order_stays_expire
         .await
         .unwrap()
         .unwrap();
-    let settled = payments.context().reconcile(in_doubt).await;
+    let settled = payments.reconcile(in_doubt).await;
     let charges = refunds_done(&app).await;
 
     // Assert
@@ -235,7 +235,7 @@ async fn a_charge_whose_answer_was_lost_is_settled_by_reconciliation(store: Stor
     app.charge_at_sandbox(&charged, &charged_key).await;
 
     // Act
-    let context = app.state.payments.context().clone();
+    let context = app.state.payments.clone();
     for payment in [&charged, &lost] {
         let id = payment["payment_id"].as_i64().unwrap();
         let in_doubt = app.state.store.payment_by_id(id).await.unwrap().unwrap();
@@ -274,7 +274,7 @@ async fn cancelling_before_shipping_restocks_and_refunds_and_after_is_409(store:
     app.pay(&shop.buyer, &paid_drop, Some("toss")).await;
     let shipped = order_general(&app, &shop, 1).await;
     app.pay(&shop.buyer, &shipped, Some("toss")).await;
-    let context = app.state.payments.context().clone();
+    let context = app.state.payments.clone();
     // Only `shipped` is moved on: the others are cancelled first.
     assert_eq!(stored_stock(&app, shop.general).await, 4);
 
@@ -388,7 +388,7 @@ async fn a_delivered_order_is_returned_within_the_window_with_its_refund(store: 
         )
         .await;
     assert_error(status, &early, 409, "not_returnable");
-    let context = app.state.payments.context().clone();
+    let context = app.state.payments.clone();
     let far = Utc::now() + Duration::days(3);
     let mut num_moved = 0;
     while num_moved < 6 {
@@ -540,7 +540,7 @@ async fn a_delivered_order_is_settled_for_its_seller_and_its_return_reverses_it_
     let shop = shop(&app, 10, 10).await;
     let order = order_general(&app, &shop, 2).await;
     app.pay(&shop.buyer, &order, Some("toss")).await;
-    let context = app.state.payments.context().clone();
+    let context = app.state.payments.clone();
     context
         .advance_shipments(Utc::now() + Duration::days(3))
         .await
@@ -640,7 +640,7 @@ async fn a_refund_the_gateway_fails_stays_pending_for_admins_and_goes_through_la
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let context = app.state.payments.context().clone();
+    let context = app.state.payments.clone();
     let admin = app.admin_token().await;
 
     // Act: a refund pass fails; the faults stop; the next pass goes through.

@@ -97,7 +97,7 @@ async fn a_failing_gateway_leaves_every_order_paid_or_failed_and_charged_exactly
     // The faults stop; whatever is in doubt is looked up and settled (once Toss's breaker
     // lets lookups through again).
     app.set_faults(json!({"provider": "toss"})).await;
-    let context = app.state.payments.context().clone();
+    let context = app.state.payments.clone();
     let far = chrono::Utc::now() + chrono::Duration::hours(1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {

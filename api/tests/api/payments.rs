@@ -13,6 +13,7 @@ both_stores!(
     twenty_concurrent_confirms_of_one_payment_charge_once,
     a_declined_card_fails_the_payment_and_gives_the_units_back,
     the_sandbox_refuses_bad_keys_bad_faults_and_strangers,
+    with_every_breaker_open_payments_are_503_unavailable_and_nothing_is_taken,
 );
 
 /// A general item of `price` won and `stock` units, and a buyer's pending order of one.
@@ -325,4 +326,85 @@ async fn the_sandbox_refuses_bad_keys_bad_faults_and_strangers(store: Store) {
         (StatusCode::UNAUTHORIZED, Some("UNAUTHORIZED_KEY"))
     );
     assert!(charges(&app).await.is_empty());
+}
+
+async fn with_every_breaker_open_payments_are_503_unavailable_and_nothing_is_taken(store: Store) {
+    // Arrange: both gateways answer every call with a 5xx; one confirm through each opens its
+    // breaker (its attempts and lookups are five failures and more), for a minute.
+    let app = TestApp::spawn_with(store, &["[payments]\nbreaker_open_ms = 60000\n"]).await;
+    let (item, buyer, first) = shop_with_order(&app, 10_000, 10).await;
+    for provider in ["toss", "nice"] {
+        set_faults(&app, json!({"provider": provider, "error_rate": 1.0})).await;
+    }
+    let mut opened = Vec::new();
+    for provider in ["toss", "nice"] {
+        let (status, order) = app
+            .order(&buyer, json!([{"item_id": item, "quantity": 1}]), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (payment, key) = checkout(&app, &buyer, &order, provider).await;
+        let (status, body) = confirm(&app, &buyer, &payment, &key, 10_000).await;
+        assert!(
+            status.is_server_error() || status == StatusCode::OK,
+            "{status} {body}"
+        );
+        opened.push(provider);
+    }
+    let admin = app.admin_token().await;
+    let (_, gateways) = app.get("/api/v1/admin/gateways", Some(&admin)).await;
+
+    // Act
+    let first_id = first["id"].as_i64().unwrap();
+    let (open_status, open_body) = app
+        .post(
+            &format!("/api/v1/orders/{first_id}/payments"),
+            Some(&buyer),
+            json!({}),
+        )
+        .await;
+
+    // Assert
+    let states: Vec<(&str, &str)> = gateways["gateways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["provider"].as_str().unwrap(),
+                g["breaker"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [("nice", "open"), ("sandbox", "closed"), ("toss", "open")],
+        "{opened:?}"
+    );
+    assert_error(open_status, &open_body, 503, "unavailable");
+    let raw = app.db.raw().await;
+    assert_eq!(
+        raw.scalar(&format!(
+            "SELECT count(*) FROM payments WHERE order_id = {first_id}"
+        ))
+        .await,
+        0,
+        "no payment was opened"
+    );
+    assert!(
+        charges(&app)
+            .await
+            .iter()
+            .all(|charge| charge["status"] != "paid"),
+        "nothing was taken"
+    );
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"hurry_gateway_breaker_state{provider="toss"} 1"#),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("breaker"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -1,21 +1,30 @@
-//! The payment workers' protocol: jobs keyed by order id, so that one order's payment calls
-//! are handled one after the other.
+//! The workers' protocols. Jobs are keyed by order id, so one order's jobs are handled one
+//! after the other by each kind of worker. The order workers own the store's side; they ask
+//! the payment workers, which own the gateways' side, and wait for the answer.
 
 use chrono::{DateTime, Utc};
-use hurry_persistence::{OrderRecord, PaymentRecord};
+use hurry_persistence::{OrderRecord, PaymentRecord, RefundRecord};
 use ractor::RpcReplyPort;
 
+use super::charges::ChargeOutcome;
 use super::error::PaymentError;
+use super::gateway::GatewayError;
 
-/// A job for a [`PaymentWorker`](super::worker::PaymentWorker).
+/// A job for an [`OrderWorker`](super::worker::OrderWorker).
 #[derive(Debug)]
-pub enum PaymentMessage {
-    /// Confirm `payment_id` at its gateway with the key the checkout gave; answers the payment
-    /// as stored afterwards (`paid` or `failed`).
+pub enum OrderMessage {
+    /// Confirm `payment_id` with the key the checkout gave; answers the payment as stored
+    /// afterwards (`paid` or `failed`).
     Confirm {
         payment_id: i64,
         payment_key: String,
         reply: RpcReplyPort<Result<PaymentRecord, PaymentError>>,
+    },
+    /// Settle a payment whose confirm's outcome is not stored, from a lookup at its gateway;
+    /// answers the payment afterwards (still `ready` when the gateway cannot tell).
+    Reconcile {
+        payment: PaymentRecord,
+        reply: Option<RpcReplyPort<Result<PaymentRecord, PaymentError>>>,
     },
     /// Expire `order` when it is still unpaid at `now` past its deadline, its units back;
     /// answers whether this job expired it.
@@ -36,10 +45,33 @@ pub enum PaymentMessage {
         order_id: i64,
         reply: RpcReplyPort<Result<OrderRecord, PaymentError>>,
     },
-    /// Settle a payment whose confirm's outcome is not stored, by looking it up at its
-    /// gateway; answers the payment afterwards (still `ready` when the gateway cannot tell).
-    Reconcile {
+    /// The gateway gave `refund` back: store it (a return's order becomes `returned`, its
+    /// units back); answers whether this job stored it.
+    FinishRefund {
+        refund: RefundRecord,
+        reply: RpcReplyPort<Result<bool, PaymentError>>,
+    },
+}
+
+/// A job for a [`PaymentWorker`](super::worker::PaymentWorker): one conversation with a
+/// gateway.
+#[derive(Debug)]
+pub enum PaymentMessage {
+    /// Take the money of `payment` with `payment_key` (retries, and a lookup when the answer
+    /// is lost).
+    Charge {
         payment: PaymentRecord,
-        reply: Option<RpcReplyPort<Result<PaymentRecord, PaymentError>>>,
+        payment_key: String,
+        reply: RpcReplyPort<ChargeOutcome>,
+    },
+    /// What became of `payment`, whose confirm started long enough ago.
+    LookUp {
+        payment: PaymentRecord,
+        reply: RpcReplyPort<ChargeOutcome>,
+    },
+    /// Give `refund` back.
+    Refund {
+        refund: RefundRecord,
+        reply: RpcReplyPort<Result<(), GatewayError>>,
     },
 }

@@ -1,108 +1,112 @@
-//! What the payment workers do: confirm a payment at its gateway and store the outcome,
-//! settle a payment whose outcome was lost, and push owed refunds through.
+//! The order workers' side: every change of an order and its payments in the store, one
+//! order's jobs one after the other. A confirm stores its key, asks a payment worker to charge
+//! (a message; the gateway conversation is the payment worker's) and stores what came of it;
+//! expiry, cancel and return give units back through the drop's actor.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use hurry_persistence::{
     ChargeRecorded, ConfirmStart, OrderRecord, PaymentRecord, RefundRecord, Store,
 };
+use ractor::factory::FactoryMessage;
+use ractor::rpc::CallResult;
+use ractor::ActorRef;
 use tokio::sync::Notify;
 
+use super::charges::{ChargeOutcome, GatewayDesk, PaymentConfig};
 use super::error::PaymentError;
-use super::gateway::{GatewayError, GatewayPayment, GatewayStatus, PaymentGateway};
+use super::gateway::GatewayError;
+use super::messages::PaymentMessage;
 use crate::domain::OrderStatus;
 use crate::order::machine;
 use crate::Engine;
 
-/// Payment settings.
-#[derive(Debug, Clone)]
-pub struct PaymentConfig {
-    /// Calls of one confirm (or lookup) before giving up on transient errors.
-    pub num_attempts: usize,
-    /// First and longest pause between two attempts (exponential, with jitter).
-    pub retry_min_delay: Duration,
-    pub retry_max_delay: Duration,
-    /// A confirm started this long ago with no outcome stored is looked up.
-    pub reconcile_after: Duration,
-    /// Payment workers (one order's jobs go to one worker at a time).
-    pub num_workers: usize,
-    /// The gateway a payment goes to when none is asked for, then the ones that take over
-    /// while its breaker is open, in order.
-    pub default_provider: String,
-    pub fallback_providers: Vec<String>,
-    /// When paid orders move on: to `preparing`, `shipping` and `delivered`, each this long
-    /// after the move before; and how long after delivery a return is taken.
-    pub preparing_after: Duration,
-    pub shipping_after: Duration,
-    pub delivered_after: Duration,
-    pub return_window: Duration,
-    /// Longest wait for a confirm's answer; past it the answer is `OutcomeUnknown` (the
-    /// worker still settles the payment).
-    pub call_timeout: Duration,
-}
-
-/// What a charge attempt came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChargeOutcome {
-    /// The money is taken.
-    Taken(chrono::DateTime<Utc>),
-    /// Refused for good, or certainly not taken: the payment fails.
-    NotTaken,
-    /// Nobody can tell yet.
-    Unknown,
-}
-
 /// Told the ids of the items whose general stock came back.
 pub type StockReleased = Arc<dyn Fn(&[i64]) + Send + Sync>;
 
-/// What the workers share.
-pub struct PaymentContext {
+/// How the order workers reach the payment workers.
+pub struct PaymentLine {
+    pub factory: ActorRef<FactoryMessage<i64, PaymentMessage>>,
+    pub timeout: std::time::Duration,
+}
+
+impl PaymentLine {
+    async fn ask<T: Send + 'static>(
+        &self,
+        order_id: i64,
+        job: impl FnOnce(ractor::RpcReplyPort<T>) -> PaymentMessage,
+    ) -> Option<T> {
+        let answer = self
+            .factory
+            .call(
+                |reply| super::dispatch(order_id, job(reply)),
+                Some(self.timeout),
+            )
+            .await;
+        match answer {
+            Ok(CallResult::Success(answer)) => Some(answer),
+            _ => None,
+        }
+    }
+
+    /// Has a payment worker take the money of `payment`; no answer in time is `Unknown`.
+    pub async fn charge(&self, payment: &PaymentRecord, payment_key: &str) -> ChargeOutcome {
+        let (payment, payment_key) = (payment.clone(), payment_key.to_owned());
+        self.ask(payment.order_id, |reply| PaymentMessage::Charge {
+            payment,
+            payment_key,
+            reply,
+        })
+        .await
+        .unwrap_or(ChargeOutcome::Unknown)
+    }
+
+    /// Has a payment worker look `payment` up at its gateway.
+    pub async fn look_up(&self, payment: &PaymentRecord) -> ChargeOutcome {
+        let payment = payment.clone();
+        self.ask(payment.order_id, |reply| PaymentMessage::LookUp {
+            payment,
+            reply,
+        })
+        .await
+        .unwrap_or(ChargeOutcome::Unknown)
+    }
+
+    /// Has a payment worker give `refund` back.
+    pub async fn refund(&self, refund: &RefundRecord) -> Result<(), GatewayError> {
+        let job = refund.clone();
+        self.ask(refund.order_id, |reply| PaymentMessage::Refund {
+            refund: job,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(GatewayError::Unavailable(
+                "no payment worker answered".into(),
+            ))
+        })
+    }
+}
+
+/// What the order workers share.
+pub struct OrderDesk {
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
-    pub gateways: HashMap<String, Arc<dyn PaymentGateway>>,
     pub config: PaymentConfig,
+    /// Read for the breakers' state only; calls go through `payments`.
+    pub gateways: Arc<GatewayDesk>,
+    pub payments: PaymentLine,
     /// Woken when a refund is queued.
     pub refunds_due: Arc<Notify>,
     /// Told the items whose general stock an order gave back (the API's catalogue cache).
     pub stock_released: StockReleased,
 }
 
-impl PaymentContext {
-    fn backoff(&self) -> ExponentialBuilder {
-        ExponentialBuilder::default()
-            .with_min_delay(self.config.retry_min_delay)
-            .with_max_delay(self.config.retry_max_delay)
-            .with_max_times(self.config.num_attempts.saturating_sub(1))
-            .with_jitter()
-    }
-
-    fn gateway(&self, provider: &str) -> Result<&Arc<dyn PaymentGateway>, PaymentError> {
-        self.gateways.get(provider).ok_or(PaymentError::Unavailable)
-    }
-
-    /// The gateway a new payment goes to: the one asked for (or the default), else the first
-    /// fallback whose breaker lets calls through; `Unavailable` when every breaker is open.
-    pub fn provider_for(&self, requested: Option<&str>) -> Result<String, PaymentError> {
-        let first = requested.unwrap_or(&self.config.default_provider);
-        std::iter::once(first)
-            .chain(self.config.fallback_providers.iter().map(String::as_str))
-            .find(|name| {
-                self.gateways
-                    .get(*name)
-                    .is_some_and(|gateway| gateway.permits_calls())
-            })
-            .map(str::to_owned)
-            .ok_or(PaymentError::Unavailable)
-    }
-
-    /// Confirms `payment_id` with `payment_key`: stores the key, charges at the gateway
-    /// (retrying transient errors; a lost answer is looked up), and stores the outcome. A
-    /// settled payment answers as it is; a ready one whose gateway's breaker is open is
-    /// `Unavailable` with nothing stored.
+impl OrderDesk {
+    /// Confirms `payment_id` with `payment_key`: stores the key, has a payment worker charge
+    /// at the gateway, and stores the outcome. A settled payment answers as it is; a ready
+    /// one whose gateway's breaker is open is `Unavailable` with nothing stored.
     pub async fn confirm(
         &self,
         payment_id: i64,
@@ -113,7 +117,7 @@ impl PaymentContext {
             .payment_by_id(payment_id)
             .await?
             .ok_or(PaymentError::NotFound)?;
-        if stored.status == "ready" && !self.gateway(&stored.provider)?.permits_calls() {
+        if stored.status == "ready" && !self.gateways.permits(&stored.provider) {
             return Err(PaymentError::Unavailable);
         }
         let start = self
@@ -128,60 +132,28 @@ impl PaymentContext {
             {
                 return Ok(payment)
             }
-            ConfirmStart::Settled(_) => return Err(PaymentError::OtherKey),
-            ConfirmStart::OtherKey(_) => return Err(PaymentError::OtherKey),
+            ConfirmStart::Settled(_) | ConfirmStart::OtherKey(_) => {
+                return Err(PaymentError::OtherKey)
+            }
         };
-        let gateway = self.gateway(&payment.provider)?;
-        let outcome = self.charge(gateway.as_ref(), &payment, payment_key).await;
+        let outcome = self.payments.charge(&payment, payment_key).await;
         self.settle(payment, outcome).await
     }
 
-    /// Asks the gateway to take the money.
-    async fn charge(
-        &self,
-        gateway: &dyn PaymentGateway,
-        payment: &PaymentRecord,
-        payment_key: &str,
-    ) -> ChargeOutcome {
-        let mut answer_lost = false;
-        let confirmed = (|| gateway.confirm(payment_key, &payment.pg_order_id, payment.amount))
-            .retry(self.backoff())
-            .when(GatewayError::is_transient)
-            .notify(|err, _| answer_lost |= matches!(err, GatewayError::OutcomeUnknown(_)))
-            .await;
-        match confirmed {
-            Ok(charge) => outcome_of(&charge, false),
-            Err(GatewayError::Refused { code, message }) => {
-                tracing::info!(payment_id = payment.id, %code, %message, "payment refused");
-                ChargeOutcome::NotTaken
-            }
-            Err(err) => {
-                answer_lost |= matches!(err, GatewayError::OutcomeUnknown(_));
-                self.look_up(gateway, payment_key, answer_lost).await
-            }
+    /// Settles a payment whose confirm started long enough ago with no outcome stored.
+    pub async fn reconcile(&self, payment: PaymentRecord) -> Result<PaymentRecord, PaymentError> {
+        if payment.payment_key.is_none() {
+            return Ok(payment);
         }
-    }
-
-    /// Asks the gateway what became of a payment. `maybe_in_flight`: a confirm's answer was
-    /// lost, so one that is still `ready` may yet be charged.
-    async fn look_up(
-        &self,
-        gateway: &dyn PaymentGateway,
-        payment_key: &str,
-        maybe_in_flight: bool,
-    ) -> ChargeOutcome {
-        let found = (|| gateway.lookup(payment_key))
-            .retry(self.backoff())
-            .when(GatewayError::is_transient)
-            .await;
-        match found {
-            Ok(charge) => outcome_of(&charge, maybe_in_flight),
-            // The gateway has no such payment: nothing can have been taken.
-            Err(GatewayError::Refused { .. }) => ChargeOutcome::NotTaken,
-            Err(err) => {
-                tracing::warn!(error = %err, "payment lookup failed");
-                ChargeOutcome::Unknown
-            }
+        let outcome = self.payments.look_up(&payment).await;
+        tracing::info!(
+            payment_id = payment.id,
+            ?outcome,
+            "reconciled a payment in doubt"
+        );
+        match outcome {
+            ChargeOutcome::Unknown => Ok(payment),
+            outcome => self.settle(payment, outcome).await,
         }
     }
 
@@ -259,49 +231,9 @@ impl PaymentContext {
             .ok_or(PaymentError::NotFound)
     }
 
-    /// Settles a payment whose confirm started long enough ago with no outcome stored.
-    pub async fn reconcile(&self, payment: PaymentRecord) -> Result<PaymentRecord, PaymentError> {
-        let Some(payment_key) = payment.payment_key.clone() else {
-            return Ok(payment);
-        };
-        let gateway = self.gateway(&payment.provider)?;
-        // Long enough ago: a confirm still `ready` at the gateway now is not in flight.
-        let outcome = self.look_up(gateway.as_ref(), &payment_key, false).await;
-        tracing::info!(
-            payment_id = payment.id,
-            ?outcome,
-            "reconciled a payment in doubt"
-        );
-        match outcome {
-            ChargeOutcome::Unknown => Ok(payment),
-            outcome => self.settle(payment, outcome).await,
-        }
-    }
-
-    /// Pushes owed refunds through their gateways; answers how many went through.
-    pub async fn run_refunds(&self) -> Result<usize, PaymentError> {
-        let mut num_done = 0;
-        for refund in self.store.refunds("pending", 100).await? {
-            match self.refund(&refund).await {
-                Ok(()) => {
-                    if self.finish_refund(&refund).await? {
-                        num_done += 1;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(refund_id = refund.id, error = %err, "refund failed");
-                    self.store
-                        .refund_attempt_failed(refund.id, &err.to_string())
-                        .await?;
-                }
-            }
-        }
-        Ok(num_done)
-    }
-
     /// Stores a refund the gateway did; a return's order becomes `returned` with it, its
     /// units back (through the drop's actor for a drop order).
-    async fn finish_refund(&self, refund: &RefundRecord) -> Result<bool, PaymentError> {
+    pub async fn finish_refund(&self, refund: &RefundRecord) -> Result<bool, PaymentError> {
         if refund.reason != "return" {
             return Ok(self.store.finish_refund(refund.id).await?);
         }
@@ -448,43 +380,5 @@ impl PaymentContext {
             .order_by_id(order_id)
             .await?
             .ok_or(PaymentError::NotFound)
-    }
-
-    async fn refund(&self, refund: &RefundRecord) -> Result<(), GatewayError> {
-        let gateway = self
-            .gateways
-            .get(&refund.provider)
-            .ok_or_else(|| GatewayError::Unavailable(format!("no gateway {}", refund.provider)))?;
-        let Some(payment_key) = refund.payment_key.as_deref() else {
-            return Err(GatewayError::Refused {
-                code: "NO_PAYMENT_KEY".into(),
-                message: "the payment was never confirmed".into(),
-            });
-        };
-        let idempotency_key = format!("refund-{}", refund.id);
-        (|| {
-            gateway.cancel(
-                payment_key,
-                &refund.pg_order_id,
-                refund.amount,
-                &refund.reason,
-                &idempotency_key,
-            )
-        })
-        .retry(self.backoff())
-        .when(GatewayError::is_transient)
-        .await
-        .map(|_| ())
-    }
-}
-
-/// What a gateway's payment object says about the money.
-fn outcome_of(charge: &GatewayPayment, maybe_in_flight: bool) -> ChargeOutcome {
-    match charge.status {
-        GatewayStatus::Paid => ChargeOutcome::Taken(charge.approved_at.unwrap_or_else(Utc::now)),
-        // Given back entirely by someone else: nothing is held.
-        GatewayStatus::Failed | GatewayStatus::Cancelled => ChargeOutcome::NotTaken,
-        GatewayStatus::Ready if maybe_in_flight => ChargeOutcome::Unknown,
-        GatewayStatus::Ready => ChargeOutcome::NotTaken,
     }
 }
