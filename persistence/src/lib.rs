@@ -42,8 +42,8 @@ pub use store::{
 pub mod prelude {
     pub use crate::event_store::EventStore;
     pub use crate::store::{
-        CartStore, CatalogStore, OrderStore, PaymentStore, SessionStore, SettlementStore, Store,
-        UserStore, VerificationStore,
+        CartStore, CatalogStore, OrderLifeStore, OrderStore, PaymentStore, SessionStore,
+        SettlementStore, Store, UserStore, VerificationStore,
     };
 }
 

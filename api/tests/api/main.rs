@@ -16,6 +16,7 @@ mod event_isolation;
 mod events;
 mod idempotency;
 mod loadtest_harness;
+mod money;
 mod order_life;
 mod payment_faults;
 mod payments;

@@ -25,13 +25,14 @@
 //!   against a loop of inserts, arrays against `json_each`).
 //!
 //! Modules, one per part of [`crate::Store`]: `cart`, `catalog`, `sessions`, `users`,
-//! `verification`, `events`, `orders`, `payments`, `settlement`, `store` (the [`crate::Store`] basics), `comparison`, and `rows` (row
+//! `verification`, `events`, `orders`, `order_life`, `payments`, `settlement`, `store` (the [`crate::Store`] basics), `comparison`, and `rows` (row
 //! decoding).
 
 pub(super) mod cart;
 pub(super) mod catalog;
 pub(super) mod comparison;
 pub(super) mod events;
+pub(super) mod order_life;
 pub(super) mod orders;
 pub(super) mod payments;
 pub(super) mod rows;

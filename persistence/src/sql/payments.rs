@@ -5,10 +5,11 @@ use super::super::*;
 use crate::store::{OrderStore, PaymentStore};
 use sqlx::Row;
 
-const PAYMENT_COLUMNS: &str = "id, order_id, user_id, pg_order_id, provider, amount, status, \
+pub(super) const PAYMENT_COLUMNS: &str =
+    "id, order_id, user_id, pg_order_id, provider, amount, status, \
      payment_key, approved_at, refunded_amount, created_at";
 
-fn payment_from_row(row: &DbRow) -> Result<PaymentRecord, StoreError> {
+pub(super) fn payment_from_row(row: &DbRow) -> Result<PaymentRecord, StoreError> {
     Ok(PaymentRecord {
         id: row.try_get("id")?,
         order_id: row.try_get("order_id")?,
@@ -276,115 +277,11 @@ impl PaymentStore for SqlStore {
             .fetch_one(&mut *tx)
             .await?;
         if reason == "return" {
-            release(&mut tx, order_id, "return_requested", "returned", now).await?;
+            super::order_life::release(&mut tx, order_id, "return_requested", "returned", now)
+                .await?;
         }
         tx.commit().await?;
         Ok(true)
-    }
-
-    async fn orders_past_due(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<OrderRecord>, StoreError> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= $1 \
-             ORDER BY payment_due_at LIMIT $2",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(self.reads())
-        .await?;
-        let mut orders = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(order) = self.order_by_id(id).await? {
-                orders.push(order);
-            }
-        }
-        Ok(orders)
-    }
-
-    async fn expire_order(&self, order_id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.begin_guarded().await?;
-        let due: Option<i64> = sqlx::query_scalar(&format!(
-            "SELECT id FROM orders WHERE id = $1 AND status = 'pending_payment' \
-             AND payment_due_at <= $2{FOR_UPDATE}"
-        ))
-        .bind(order_id)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if due.is_none() {
-            return Ok(false);
-        }
-        let expired = release(
-            &mut tx,
-            order_id,
-            "pending_payment",
-            "expired",
-            now_micros(),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(expired)
-    }
-
-    async fn cancel_order(&self, order_id: i64, from: &str) -> Result<bool, StoreError> {
-        let mut tx = self.begin_guarded().await?;
-        let now = now_micros();
-        if !release(&mut tx, order_id, from, "cancelled", now).await? {
-            return Ok(false);
-        }
-        refund_paid_payment(&mut tx, order_id, "cancel", now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn request_return(
-        &self,
-        order_id: i64,
-        delivered_since: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_guarded().await?;
-        let now = now_micros();
-        let moved: Option<(i64, i64)> = sqlx::query_as(
-            "UPDATE orders SET status = 'return_requested', updated_at = $3 \
-             WHERE id = $1 AND status = 'delivered' AND updated_at >= $2 \
-             RETURNING user_id, amount",
-        )
-        .bind(order_id)
-        .bind(delivered_since)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((user_id, amount)) = moved else {
-            return Ok(false);
-        };
-        let payload = serde_json::json!({
-            "order_id": order_id, "user_id": user_id, "amount": amount,
-            "from": "delivered", "status": "return_requested",
-        });
-        enqueue_event(&mut tx, "order.return_requested", order_id, payload).await?;
-        refund_paid_payment(&mut tx, order_id, "return", now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn orders_in_status_since(
-        &self,
-        status: &str,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = $1 AND updated_at < $2 \
-             ORDER BY updated_at LIMIT $3",
-        )
-        .bind(status)
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(self.reads())
-        .await?)
     }
 
     async fn refund_attempt_failed(&self, refund_id: i64, error: &str) -> Result<(), StoreError> {
@@ -399,50 +296,6 @@ impl PaymentStore for SqlStore {
         .await?;
         Ok(())
     }
-}
-
-/// Moves order `order_id` from `from` to `to` (a status that gives units back), gives its
-/// general stock back and writes `order.<to>`; `false` when it was not in `from`.
-async fn release(
-    tx: &mut sql::Tx<'_>,
-    order_id: i64,
-    from: &str,
-    to: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let Some((user_id, amount)) = move_order(tx, order_id, from, to, now).await? else {
-        return Ok(false);
-    };
-    give_back_general_stock(tx, order_id, now).await?;
-    let payload = serde_json::json!({
-        "order_id": order_id, "user_id": user_id, "amount": amount, "from": from, "status": to,
-    });
-    enqueue_event(tx, &format!("order.{to}"), order_id, payload).await?;
-    Ok(true)
-}
-
-/// Queues a refund (for `reason`) of what the paid payment of order `order_id` has not given
-/// back yet; nothing when the order has no paid payment.
-async fn refund_paid_payment(
-    tx: &mut sql::Tx<'_>,
-    order_id: i64,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 AND status = 'paid' \
-         ORDER BY id LIMIT 1{FOR_UPDATE}"
-    ))
-    .bind(order_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(payment) = row.as_ref().map(payment_from_row).transpose()? {
-        let rest = payment.amount - payment.refunded_amount;
-        if rest > 0 {
-            queue_refund(tx, &payment, rest, reason, now).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Payment `id`, locked until the transaction ends.
@@ -501,7 +354,7 @@ pub(super) async fn give_back_general_stock(
 }
 
 /// Queues a refund of `amount` of `payment` for `reason` (once per payment and reason).
-async fn queue_refund(
+pub(super) async fn queue_refund(
     tx: &mut sql::Tx<'_>,
     payment: &PaymentRecord,
     amount: i64,
