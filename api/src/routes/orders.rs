@@ -51,11 +51,8 @@ async fn cancel_order(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<OrderView>, ApiError> {
-    check_reason(&body)?;
-    own_order(&state, user.id, id).await?;
-    tracing::info!(order_id = id, reason = %body.reason, "order cancel asked");
-    let order = state.payments.cancel(id).await?;
-    Ok(Json(order.into()))
+    asked(&state, &user, id, &body, "cancel").await?;
+    Ok(Json(state.payments.cancel(id).await?.into()))
 }
 
 /// Takes the caller's delivered order back within the return window: its payment is
@@ -66,11 +63,22 @@ async fn return_order(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ReasonBody>,
 ) -> Result<Json<OrderView>, ApiError> {
-    check_reason(&body)?;
-    own_order(&state, user.id, id).await?;
-    tracing::info!(order_id = id, reason = %body.reason, "order return asked");
-    let order = state.payments.request_return(id).await?;
-    Ok(Json(order.into()))
+    asked(&state, &user, id, &body, "return").await?;
+    Ok(Json(state.payments.request_return(id).await?.into()))
+}
+
+/// Checks a cancel's or return's reason and that order `id` is the caller's; logs the ask.
+async fn asked(
+    state: &AppState,
+    user: &AuthUser,
+    id: i64,
+    body: &ReasonBody,
+    what: &str,
+) -> Result<(), ApiError> {
+    check_reason(body)?;
+    own_order(state, user.id, id).await?;
+    tracing::info!(order_id = id, reason = %body.reason, "order {what} asked");
+    Ok(())
 }
 
 /// The caller's order `id`, or 404.

@@ -129,6 +129,19 @@ impl GatewayEndpoint {
             .unwrap_or_default()
     }
 
+    /// Sends `request` with the Basic authorization; the answer's status and JSON body.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, serde_json::Value), GatewayError> {
+        let response = request
+            .header(reqwest::header::AUTHORIZATION, self.authorization())
+            .send()
+            .await
+            .map_err(|err| request_error(&err))?;
+        json_body(response).await
+    }
+
     fn authorization(&self) -> String {
         use base64::Engine as _;
         format!(

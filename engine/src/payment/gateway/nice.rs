@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    json_body, request_error, text, time, GatewayEndpoint, GatewayError, GatewayPayment,
-    GatewayStatus, PaymentGateway,
+    text, time, GatewayEndpoint, GatewayError, GatewayPayment, GatewayStatus, PaymentGateway,
 };
 
 /// NicePay's code for an approve of an approved transaction.
@@ -36,15 +35,7 @@ impl NiceGateway {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<GatewayPayment, GatewayError> {
-        let response = request
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.endpoint.authorization(),
-            )
-            .send()
-            .await
-            .map_err(|err| request_error(&err))?;
-        let (status, body) = json_body(response).await?;
+        let (status, body) = self.endpoint.send(request).await?;
         let code = text(&body, "resultCode");
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
             return Err(GatewayError::Unavailable(format!("{status} {code}")));

@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    json_body, request_error, text, time, GatewayEndpoint, GatewayError, GatewayPayment,
-    GatewayStatus, PaymentGateway,
+    text, time, GatewayEndpoint, GatewayError, GatewayPayment, GatewayStatus, PaymentGateway,
 };
 
 /// Toss Payments (or a gateway in its shape: the sandbox's `toss` and `sandbox`).
@@ -35,15 +34,7 @@ impl TossGateway {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<GatewayPayment, GatewayError> {
-        let response = request
-            .header(
-                reqwest::header::AUTHORIZATION,
-                self.endpoint.authorization(),
-            )
-            .send()
-            .await
-            .map_err(|err| request_error(&err))?;
-        let (status, body) = json_body(response).await?;
+        let (status, body) = self.endpoint.send(request).await?;
         if status.is_success() {
             return payment(&body);
         }
