@@ -118,6 +118,17 @@ impl Sandbox {
         bool::from(given.ct_eq(expected.expose_secret().as_bytes()))
     }
 
+    /// `Ok` for the sandbox's admin key or a server admin, 403 otherwise.
+    async fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.is_admin(headers).await {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "needs the sandbox admin key or an admin",
+            ))
+        }
+    }
+
     async fn is_admin(&self, headers: &HeaderMap) -> bool {
         let key = self.0.config.admin_key.expose_secret();
         let by_key = !key.is_empty()
@@ -283,11 +294,7 @@ async fn set_faults(
     headers: HeaderMap,
     ApiJson(body): ApiJson<FaultsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !sandbox.is_admin(&headers).await {
-        return Err(ApiError::forbidden(
-            "needs the sandbox admin key or an admin",
-        ));
-    }
+    sandbox.require_admin(&headers).await?;
     let mut details: Vec<FieldError> = body
         .faults
         .problems()
@@ -312,11 +319,7 @@ async fn get_faults(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !sandbox.is_admin(&headers).await {
-        return Err(ApiError::forbidden(
-            "needs the sandbox admin key or an admin",
-        ));
-    }
+    sandbox.require_admin(&headers).await?;
     let faults: Vec<serde_json::Value> = Provider::ALL
         .into_iter()
         .map(|provider| faults_view(provider, sandbox.faults(provider)))
@@ -334,11 +337,7 @@ async fn list_charges(
     State(sandbox): State<Sandbox>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if !sandbox.is_admin(&headers).await {
-        return Err(ApiError::forbidden(
-            "needs the sandbox admin key or an admin",
-        ));
-    }
+    sandbox.require_admin(&headers).await?;
     Ok(Json(serde_json::json!({ "charges": sandbox.charges() })))
 }
 

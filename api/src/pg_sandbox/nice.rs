@@ -99,8 +99,22 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, StoredAnswer>
     serde_json::from_slice(body).map_err(|err| result(400, "A001", &format!("bad body: {err}")))
 }
 
-fn unauthorized() -> Response {
-    result(401, "U104", "the client key or secret key is wrong").into_response()
+/// The body of a call that carries `provider`'s keys, or the answer refusing it (401 without
+/// them, 400 for a body that does not parse).
+fn admit<T: serde::de::DeserializeOwned>(
+    sandbox: &Sandbox,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, StoredAnswer> {
+    if !sandbox.authorized(provider, headers) {
+        return Err(unauthorized());
+    }
+    parse(body)
+}
+
+fn unauthorized() -> StoredAnswer {
+    result(401, "U104", "the client key or secret key is wrong")
 }
 
 async fn approve(
@@ -109,12 +123,9 @@ async fn approve(
     Path(tid): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !sandbox.authorized(PROVIDER, &headers) {
-        return unauthorized();
-    }
-    let body: ApproveBody = match parse(&body) {
+    let body: ApproveBody = match admit(&sandbox, PROVIDER, &headers, &body) {
         Ok(body) => body,
-        Err(answer) => return answer.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let key = idempotency_key(&headers);
     sandbox
@@ -142,8 +153,8 @@ async fn lookup(
     headers: HeaderMap,
     Path(tid): Path<String>,
 ) -> Response {
-    if !sandbox.authorized(PROVIDER, &headers) {
-        return unauthorized();
+    if let Err(refused) = admit::<()>(&sandbox, PROVIDER, &headers, b"null") {
+        return refused.into_response();
     }
     sandbox
         .look_up(PROVIDER, internal, |book| {
@@ -161,12 +172,9 @@ async fn cancel(
     Path(tid): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !sandbox.authorized(PROVIDER, &headers) {
-        return unauthorized();
-    }
-    let body: CancelBody = match parse(&body) {
+    let body: CancelBody = match admit(&sandbox, PROVIDER, &headers, &body) {
         Ok(body) => body,
-        Err(answer) => return answer.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let key = idempotency_key(&headers);
     sandbox

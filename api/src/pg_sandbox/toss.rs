@@ -61,8 +61,22 @@ fn internal() -> StoredAnswer {
     )
 }
 
-fn unauthorized() -> Response {
-    error(401, "UNAUTHORIZED_KEY", "the secret key is wrong").into_response()
+/// The body of a call that carries `provider`'s keys, or the answer refusing it (401 without
+/// them, 400 for a body that does not parse).
+fn admit<T: serde::de::DeserializeOwned>(
+    sandbox: &Sandbox,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, StoredAnswer> {
+    if !sandbox.authorized(provider, headers) {
+        return Err(unauthorized());
+    }
+    parse(body)
+}
+
+fn unauthorized() -> StoredAnswer {
+    error(401, "UNAUTHORIZED_KEY", "the secret key is wrong")
 }
 
 fn refusal(refusal: Refusal) -> StoredAnswer {
@@ -132,12 +146,9 @@ async fn confirm(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !sandbox.authorized(provider, &headers) {
-        return unauthorized();
-    }
-    let body: ConfirmBody = match parse(&body) {
+    let body: ConfirmBody = match admit(&sandbox, provider, &headers, &body) {
         Ok(body) => body,
-        Err(answer) => return answer.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let key = idempotency_key(&headers);
     sandbox
@@ -163,8 +174,8 @@ async fn lookup(
     headers: HeaderMap,
     Path(payment_key): Path<String>,
 ) -> Response {
-    if !sandbox.authorized(provider, &headers) {
-        return unauthorized();
+    if let Err(refused) = admit::<()>(&sandbox, provider, &headers, b"null") {
+        return refused.into_response();
     }
     sandbox
         .look_up(provider, internal, |book| {
@@ -183,12 +194,9 @@ async fn cancel(
     Path(payment_key): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if !sandbox.authorized(provider, &headers) {
-        return unauthorized();
-    }
-    let body: CancelBody = match parse(&body) {
+    let body: CancelBody = match admit(&sandbox, provider, &headers, &body) {
         Ok(body) => body,
-        Err(answer) => return answer.into_response(),
+        Err(refused) => return refused.into_response(),
     };
     let key = idempotency_key(&headers);
     sandbox
